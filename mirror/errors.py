@@ -1,0 +1,170 @@
+"""The error tree, and the one place that decides what is worth retrying.
+
+    MirrorError                 reason + hint (what to do); never carries a secret
+    ├── ConfigError             bad config or command line: exit 2, nothing touched
+    ├── BadReferenceError       an image reference that does not parse (a ConfigError)
+    ├── IntegrityError          bytes that do not match their digest or size
+    └── RegistryError           a registry answered with an error status
+        ├── NotFoundError           404 / MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN
+        ├── AuthError               401 / 403, or a token request that failed
+        ├── TooManyRequestsError    429 (TOOMANYREQUESTS or a plain throttle)
+        └── ServerError             5xx
+
+Errors become exit codes only in the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+__all__ = [
+    "AuthError",
+    "BadReferenceError",
+    "ConfigError",
+    "IntegrityError",
+    "MirrorError",
+    "NotFoundError",
+    "RegistryError",
+    "ServerError",
+    "TooManyRequestsError",
+    "error_from_response",
+    "is_retryable",
+    "safe_url",
+]
+
+
+class MirrorError(Exception):
+    """Base of every error mirror raises on purpose."""
+
+    code = "MIRROR_ERROR"
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(MirrorError):
+    """The config file or the command line is wrong; nothing was touched."""
+
+    code = "CONFIG"
+
+
+class BadReferenceError(ConfigError):
+    """An image reference that does not parse."""
+
+    code = "BAD_REFERENCE"
+
+
+class IntegrityError(MirrorError):
+    """Content that does not match its digest or declared size."""
+
+    code = "DIGEST_MISMATCH"
+
+
+class RegistryError(MirrorError):
+    """A registry answered with an error; `code` is the registry's own error code."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str = "",
+        hint: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.code = code or f"HTTP_{status}"
+        self.retry_after = retry_after
+
+
+class NotFoundError(RegistryError):
+    """The manifest, blob or repository does not exist."""
+
+
+class AuthError(RegistryError):
+    """Credentials are missing, wrong, or lack the permission asked for."""
+
+
+class TooManyRequestsError(RegistryError):
+    """429: a pull quota (TOOMANYREQUESTS) or a request throttle."""
+
+
+class ServerError(RegistryError):
+    """5xx from the registry: usually transient."""
+
+
+def safe_url(url: httpx.URL | str) -> str:
+    """A URL fit for a message: no query string (presigned CDN URLs carry credentials there)."""
+    parsed = httpx.URL(str(url))
+    return str(parsed.copy_with(query=None, fragment=None, userinfo=b""))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "").strip()
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP-date; the caller's own backoff applies
+
+
+def _registry_errors(response: httpx.Response) -> tuple[str, str]:
+    """The first (code, message) of an OCI error body, or ("", "") when there is none."""
+    try:
+        body = json.loads(response.content or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return "", ""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return "", ""
+    first = errors[0]
+    return str(first.get("code") or ""), str(first.get("message") or "")
+
+
+# For answers without an error body (every HEAD), the code the body would have carried.
+_DEFAULT_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND"}
+_HINTS = {
+    401: "check the credentials configured for this registry",
+    403: "the credentials lack permission for this repository",
+    404: "check that the image and tag exist upstream",
+    429: "the registry is throttling; mirror waits and retries",
+}
+
+
+def error_from_response(response: httpx.Response, what: str) -> RegistryError:
+    """Turn an error response (its body already read) into a typed error about `what`."""
+    status = response.status_code
+    code, detail = _registry_errors(response)
+    message = f"{what}: {response.request.method} {safe_url(response.request.url)} -> {status}"
+    if code or detail:
+        message += f" {code} {detail}".rstrip()
+    code = code or _DEFAULT_CODES.get(status, "")
+    hint = _HINTS.get(status, "")
+    cls: type[RegistryError] = RegistryError
+    if status == 404:
+        cls = NotFoundError
+    elif status in (401, 403):
+        cls = AuthError
+    elif status == 429:
+        cls = TooManyRequestsError
+        code = code or "TOOMANYREQUESTS_PLAIN"
+    elif status >= 500:
+        cls = ServerError
+        hint = "the registry failed; mirror retries transient errors"
+    return cls(message, status=status, code=code, hint=hint, retry_after=_retry_after(response))
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for failures that may pass on their own: network, 5xx, 429, a replayed stream."""
+    if isinstance(exc, ServerError | TooManyRequestsError):
+        return True
+    if isinstance(exc, RegistryError):
+        return exc.status in (408,)
+    return isinstance(exc, httpx.TransportError | httpx.StreamConsumed)

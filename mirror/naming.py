@@ -1,0 +1,25 @@
+"""Where an upstream image lands in the target: `<prefix>/<alias>/<path>:<tag>`."""
+
+from __future__ import annotations
+
+from mirror.oci.reference import Reference, registry_alias
+
+__all__ = ["pin_tag", "target_reference"]
+
+
+def pin_tag(digest: str) -> str:
+    """The tag that holds a digest-pinned image, so no lifecycle rule sees it as untagged.
+
+    Not `sha256-<hex>`: that form is the OCI referrers tag schema (signatures, SBOMs).
+    """
+    algorithm, _, hex_digest = digest.partition(":")
+    return f"pin-{algorithm}-{hex_digest}"
+
+
+def target_reference(source: Reference, registry: str, prefix: str) -> Reference:
+    parts = (prefix.strip("/"), registry_alias(source.registry), source.repository)
+    repository = "/".join(p for p in parts if p)
+    if source.tag:
+        return Reference(registry, repository, source.tag)
+    assert source.digest is not None
+    return Reference(registry, repository, pin_tag(source.digest))

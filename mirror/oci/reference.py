@@ -1,0 +1,146 @@
+"""Image references, parsed and normalised the way Docker does it.
+
+The canonical registry name (`docker.io`) is kept apart from the endpoint that serves it
+(`https://registry-1.docker.io`), so config keys, reports and target names never change
+when an endpoint is overridden.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mirror.errors import BadReferenceError
+
+__all__ = [
+    "DEFAULT_REGISTRY",
+    "Reference",
+    "default_endpoint",
+    "parse_reference",
+    "registry_alias",
+]
+
+DEFAULT_REGISTRY = "docker.io"
+_DOCKER_HUB_ALIASES = {"index.docker.io", "registry-1.docker.io", "docker.io"}
+
+# From the distribution reference grammar.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+_HOST_RE = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"(?::[0-9]+)?$|^\[[0-9a-fA-F:.]+\](?::[0-9]+)?$"
+)
+
+# ECR pull-through-cache conventions for the upstream part of a target repository name.
+_ALIASES = {
+    "docker.io": "docker-hub",
+    "quay.io": "quay",
+    "ghcr.io": "github",
+    "registry.k8s.io": "kubernetes",
+    "public.ecr.aws": "ecr-public",
+    "registry.gitlab.com": "gitlab",
+}
+
+
+@dataclass(frozen=True, order=True)
+class Reference:
+    """A fully qualified reference: registry, repository path, and a tag and/or a digest."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """`registry/repository`, without tag or digest."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def identifier(self) -> str:
+        """What the registry is asked for: the digest when pinned, else the tag."""
+        if self.digest:
+            return self.digest
+        assert self.tag is not None
+        return self.tag
+
+    def with_tag(self, tag: str) -> Reference:
+        return Reference(self.registry, self.repository, tag, None)
+
+    def scope(self, actions: str = "pull") -> str:
+        """The token scope that grants `actions` on this repository."""
+        return f"repository:{self.repository}:{actions}"
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def _split_registry(name: str) -> tuple[str, str]:
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        if not _HOST_RE.match(first):
+            raise BadReferenceError(f"invalid registry host {first!r} in {name!r}")
+        registry = DEFAULT_REGISTRY if first in _DOCKER_HUB_ALIASES else first
+        return registry, rest
+    return DEFAULT_REGISTRY, name
+
+
+def parse_reference(text: str, *, default_tag: str | None = "latest") -> Reference:
+    """Parse `nginx`, `quay.io/x/y:t` or `host:5000/a/b@sha256:...` into a Reference.
+
+    `default_tag=None` leaves the tag empty when none is written (for entries whose tags
+    come from a list or a rule).
+    """
+    original = text
+    text = text.strip()
+    if not text:
+        raise BadReferenceError("empty image reference", hint="write e.g. nginx:1.27")
+    digest: str | None = None
+    if "@" in text:
+        text, digest = text.split("@", 1)
+        if not _DIGEST_RE.match(digest):
+            raise BadReferenceError(
+                f"invalid digest in {original!r}", hint="a digest looks like sha256:<64 hex>"
+            )
+    registry, remainder = _split_registry(text)
+    tag: str | None = None
+    last_slash = remainder.rfind("/")
+    colon = remainder.rfind(":")
+    if colon > last_slash:
+        remainder, tag = remainder[:colon], remainder[colon + 1 :]
+        if not _TAG_RE.match(tag):
+            raise BadReferenceError(f"invalid tag {tag!r} in {original!r}")
+    if registry == DEFAULT_REGISTRY and "/" not in remainder:
+        remainder = f"library/{remainder}"
+    if not _PATH_RE.match(remainder):
+        raise BadReferenceError(
+            f"invalid repository {remainder!r} in {original!r}",
+            hint="repository names are lowercase letters, digits and separators . _ - /",
+        )
+    if tag is None and digest is None:
+        tag = default_tag
+    return Reference(registry, remainder, tag, digest)
+
+
+def default_endpoint(registry: str) -> str:
+    """The URL that serves a canonical registry name when no `url:` overrides it."""
+    if registry == DEFAULT_REGISTRY:
+        return "https://registry-1.docker.io"
+    return f"https://{registry}"
+
+
+def registry_alias(registry: str) -> str:
+    """The path component a registry gets in target names (ECR pull-through-cache style).
+
+    Unknown hosts keep their name; a port becomes `-<port>` because `:` is not allowed in a
+    repository path.
+    """
+    alias = _ALIASES.get(registry, registry)
+    return alias.lower().replace(":", "-").strip("[]")

@@ -1,0 +1,146 @@
+"""The auth flow: challenges, scoped token cache, Basic, and no secret in errors."""
+
+import base64
+
+import httpx
+import pytest
+
+from mirror.errors import AuthError
+from mirror.oci.auth import Credentials, RegistryAuth, parse_challenge, scopes_for
+
+REGISTRY = "https://registry.test"
+REALM = "https://auth.test/token"
+CHALLENGE = f'Bearer realm="{REALM}",service="registry.test"'
+
+
+@pytest.mark.parametrize(
+    ("header", "scheme", "params"),
+    [
+        (
+            'Bearer realm="https://a/t",service="s",scope="repository:x:pull,push"',
+            "bearer",
+            {"realm": "https://a/t", "service": "s", "scope": "repository:x:pull,push"},
+        ),
+        ("bearer realm=https://a/t, service=s", "bearer", {"realm": "https://a/t", "service": "s"}),
+        ('Basic realm="basic-realm"', "basic", {"realm": "basic-realm"}),
+        ('Bearer realm="a \\"q\\" b"', "bearer", {"realm": 'a "q" b'}),
+    ],
+)
+def test_challenges_parse(header, scheme, params):
+    challenge = parse_challenge(header)
+    assert challenge is not None
+    assert (challenge.scheme, challenge.params) == (scheme, params)
+
+
+@pytest.mark.parametrize("header", ["", "Negotiate abc", "garbage"])
+def test_unknown_challenges_are_ignored(header):
+    assert parse_challenge(header) is None
+
+
+def test_scopes_come_from_path_method_and_mount_source():
+    get = httpx.Request("GET", f"{REGISTRY}/v2/a/b/blobs/sha256:1")
+    assert scopes_for(get) == {"repository:a/b:pull"}
+    mount = httpx.Request("POST", f"{REGISTRY}/v2/a/b/blobs/uploads/?mount=sha256:1&from=c/d")
+    assert scopes_for(mount) == {"repository:a/b:pull,push", "repository:c/d:pull"}
+    tricky = httpx.Request("HEAD", f"{REGISTRY}/v2/x/blobs/y/manifests/1")
+    assert scopes_for(tricky) == {"repository:x/blobs/y:pull"}
+
+
+def client(credentials=None):
+    return httpx.Client(auth=RegistryAuth(credentials, httpx.Client()))
+
+
+def test_a_bearer_challenge_fetches_a_scoped_token_once_and_reuses_it(httpx_mock):
+    url = f"{REGISTRY}/v2/library/nginx/manifests/1"
+    httpx_mock.add_response(
+        url=url, status_code=401, headers={"WWW-Authenticate": CHALLENGE}, match_headers={}
+    )
+    httpx_mock.add_response(
+        url=httpx.URL(
+            REALM, params={"service": "registry.test", "scope": "repository:library/nginx:pull"}
+        ),
+        json={"access_token": "tok-1", "expires_in": 300},
+    )
+    httpx_mock.add_response(
+        url=url, match_headers={"Authorization": "Bearer tok-1"}, is_reusable=True
+    )
+    with client() as http:
+        assert http.get(url).status_code == 200
+        assert http.head(url).status_code == 200
+    token_requests = [r for r in httpx_mock.get_requests() if r.url.host == "auth.test"]
+    assert len(token_requests) == 1
+
+
+def test_a_known_realm_gets_a_token_for_a_new_repository_without_a_401(httpx_mock):
+    httpx_mock.add_response(
+        url=f"{REGISTRY}/v2/a/manifests/1", status_code=401, headers={"WWW-Authenticate": CHALLENGE}
+    )
+    httpx_mock.add_response(
+        url=httpx.URL(REALM, params={"service": "registry.test", "scope": "repository:a:pull"}),
+        json={"token": "ta"},
+    )
+    httpx_mock.add_response(
+        url=httpx.URL(REALM, params={"service": "registry.test", "scope": "repository:b:pull"}),
+        json={"token": "tb"},
+    )
+    httpx_mock.add_response(
+        url=f"{REGISTRY}/v2/a/manifests/1", match_headers={"Authorization": "Bearer ta"}
+    )
+    httpx_mock.add_response(
+        url=f"{REGISTRY}/v2/b/manifests/1", match_headers={"Authorization": "Bearer tb"}
+    )
+    with client() as http:
+        assert http.get(f"{REGISTRY}/v2/a/manifests/1").status_code == 200
+        assert http.get(f"{REGISTRY}/v2/b/manifests/1").status_code == 200
+    b_requests = [r for r in httpx_mock.get_requests() if r.url.path == "/v2/b/manifests/1"]
+    assert len(b_requests) == 1
+
+
+def test_account_credentials_go_to_the_token_realm_only(httpx_mock):
+    url = f"{REGISTRY}/v2/a/manifests/1"
+    basic = "Basic " + base64.b64encode(b"alice:pw-123").decode()
+    httpx_mock.add_response(url=url, status_code=401, headers={"WWW-Authenticate": CHALLENGE})
+    httpx_mock.add_response(
+        url=httpx.URL(REALM, params={"service": "registry.test", "scope": "repository:a:pull"}),
+        match_headers={"Authorization": basic},
+        json={"token": "t"},
+    )
+    httpx_mock.add_response(url=url, match_headers={"Authorization": "Bearer t"})
+    with client(Credentials("alice", "pw-123")) as http:
+        assert http.get(url).status_code == 200
+
+
+def test_a_refused_token_request_names_the_user_but_not_the_password(httpx_mock):
+    url = f"{REGISTRY}/v2/a/manifests/1"
+    httpx_mock.add_response(url=url, status_code=401, headers={"WWW-Authenticate": CHALLENGE})
+    httpx_mock.add_response(status_code=401, json={"details": "incorrect username or password"})
+    with client(Credentials("alice", "pw-123")) as http, pytest.raises(AuthError) as caught:
+        http.get(url)
+    assert "alice" in str(caught.value) and "pw-123" not in str(caught.value)
+    assert caught.value.code == "UNAUTHORIZED"
+
+
+def test_basic_challenge_sends_credentials_and_then_up_front(httpx_mock):
+    url = f"{REGISTRY}/v2/a/manifests/1"
+    basic = "Basic " + base64.b64encode(b"u:p").decode()
+    httpx_mock.add_response(
+        url=url, status_code=401, headers={"WWW-Authenticate": 'Basic realm="r"'}
+    )
+    httpx_mock.add_response(url=url, match_headers={"Authorization": basic}, is_reusable=True)
+    with client(Credentials("u", "p")) as http:
+        assert http.get(url).status_code == 200
+        assert http.get(url).status_code == 200
+    assert len(httpx_mock.get_requests()) == 3
+
+
+def test_basic_challenge_without_credentials_returns_the_401(httpx_mock):
+    url = f"{REGISTRY}/v2/a/manifests/1"
+    httpx_mock.add_response(
+        url=url, status_code=401, headers={"WWW-Authenticate": 'Basic realm="r"'}
+    )
+    with client() as http:
+        assert http.get(url).status_code == 401
+
+
+def test_credentials_never_show_in_repr():
+    assert "secret" not in repr(Credentials("u", "secret"))
