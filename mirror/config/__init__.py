@@ -1,0 +1,11 @@
+"""Config: the YAML schema (model) and its loader with line-numbered errors (load)."""
+
+from mirror.config.load import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ImageEntry,
+    load_config,
+    resolve_config_path,
+)
+
+__all__ = ["DEFAULT_CONFIG_PATH", "Config", "ImageEntry", "load_config", "resolve_config_path"]

@@ -1,0 +1,159 @@
+"""Load the YAML config with line numbers, validate it, and fold defaults into each image.
+
+Every error names the file, the line and the key path (`images[2].tags.semver`), so a user
+can go straight to it. The rest of mirror only sees `Config` and its `ImageEntry` list.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from mirror.config.model import ImageSpec, MirrorConfig, TagRule
+from mirror.errors import ConfigError
+from mirror.oci.reference import Reference, parse_reference
+from mirror.oci.types import Platform, PlatformFilter
+
+__all__ = ["DEFAULT_CONFIG_PATH", "Config", "ImageEntry", "load_config", "resolve_config_path"]
+
+DEFAULT_CONFIG_PATH = Path("config/mirror.yaml")
+_MAX_ERRORS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One `images:` item with defaults folded in. `tags`/`rule` empty: the written tag."""
+
+    source: Reference
+    tags: tuple[str, ...] = ()
+    rule: TagRule | None = None
+    platforms: PlatformFilter | None = None
+    line: int = 0
+
+    def describe(self) -> str:
+        if self.rule is not None:
+            parts = [f"{k} {v}" for k, v in self.rule.model_dump(exclude_none=True).items()]
+            return f"{self.source.name} {{{', '.join(parts)}}}"
+        if self.tags:
+            return f"{self.source.name}:{{{','.join(self.tags)}}}"
+        return str(self.source)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    model: MirrorConfig
+    images: tuple[ImageEntry, ...]
+
+
+def resolve_config_path(given: str | None) -> Path:
+    return Path(given or os.environ.get("MIRROR_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip types as plain Python, so strict validation sees real types."""
+    if isinstance(node, dict):
+        return {_plain(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    for kind in (str, int, float):
+        if isinstance(node, kind):
+            return kind(node)
+    return node
+
+
+def _locate(tree: Any, loc: tuple[int | str, ...]) -> tuple[int, str]:
+    """(1-based line, dotted key path) of a pydantic error location within the YAML tree."""
+    line, path, node = 1, "", tree
+    for part in loc:
+        if isinstance(part, str) and part.startswith("~"):
+            continue  # a union branch tag, not a key
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+        else:
+            node = None
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return line, path or "(top level)"
+
+
+def _format_errors(path: Path, tree: Any, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors()[:_MAX_ERRORS_SHOWN]:
+        loc = tuple(item["loc"])
+        if item["type"] == "unknown_key":
+            loc += (item["ctx"]["key"],)
+        line, where = _locate(tree, loc)
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{path}:{line}: {where}: {message}")
+    if error.error_count() > _MAX_ERRORS_SHOWN:
+        lines.append(f"... and {error.error_count() - _MAX_ERRORS_SHOWN} more")
+    return "\n".join(lines)
+
+
+def _platform_filter(value: list[str] | str | None) -> PlatformFilter | None:
+    if value is None or value == "all":
+        return None
+    return PlatformFilter(tuple(Platform.parse(p) for p in value))
+
+
+def _entries(model: MirrorConfig, tree: Any) -> tuple[ImageEntry, ...]:
+    default_platforms = _platform_filter(model.defaults.platforms)
+    entries = []
+    for index, item in enumerate(model.images):
+        line, _ = _locate(tree, ("images", index))
+        if isinstance(item, str):
+            entries.append(
+                ImageEntry(parse_reference(item), platforms=default_platforms, line=line)
+            )
+            continue
+        spec: ImageSpec = item
+        platforms = (
+            default_platforms if spec.platforms is None else _platform_filter(spec.platforms)
+        )
+        written = parse_reference(spec.image, default_tag=None)
+        if isinstance(spec.tags, TagRule):
+            entries.append(ImageEntry(written, rule=spec.tags, platforms=platforms, line=line))
+        elif spec.tags:
+            entries.append(
+                ImageEntry(written, tags=tuple(spec.tags), platforms=platforms, line=line)
+            )
+        else:
+            entries.append(ImageEntry(parse_reference(spec.image), platforms=platforms, line=line))
+    return tuple(entries)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate `path`; any problem is a ConfigError naming file, line and key."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config {path}: {exc.strerror}",
+            hint="pass --config PATH or set MIRROR_CONFIG",
+        ) from None
+    try:
+        tree = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise ConfigError(f"{path}:{line}: invalid YAML: {exc.problem or exc.context}") from None
+    if not isinstance(tree, CommentedMap):
+        raise ConfigError(f"{path}:1: the config must be a mapping with version, target, images")
+    try:
+        model = MirrorConfig.model_validate(_plain(tree))
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, tree, exc)) from None
+    return Config(path, model, _entries(model, tree))

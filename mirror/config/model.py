@@ -1,0 +1,232 @@
+"""The config schema (SPEC.md), validated by pydantic; every section rejects unknown keys.
+
+Values that can be checked without the network (references, platforms, regexes, semver
+ranges) are checked here, so a bad config fails before anything is touched.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from mirror.errors import MirrorError
+from mirror.oci.reference import parse_reference
+from mirror.oci.types import Platform
+from mirror.selection import parse_semver_range
+
+__all__ = [
+    "Concurrency",
+    "Defaults",
+    "EnvCredentials",
+    "ImageSpec",
+    "MirrorConfig",
+    "RegistrySettings",
+    "TagRule",
+    "TargetSettings",
+]
+
+_PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+_HOST_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?$")
+
+
+class Section(BaseModel):
+    """A config mapping: strict types, and an unknown key names the keys that are allowed."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    raise PydanticCustomError(
+                        "unknown_key",
+                        "unknown key '{key}'; allowed here: {allowed}",
+                        {"key": key, "allowed": ", ".join(cls.model_fields)},
+                    )
+        return data
+
+
+def _check_reference(value: str) -> str:
+    try:
+        parse_reference(value, default_tag=None)
+    except MirrorError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _check_platforms(value: list[str] | str) -> list[str] | str:
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("an empty platform list selects nothing; write `all` or a list")
+        for item in value:
+            Platform.parse(item)
+    return value
+
+
+def _by_kind(list_tag: str, other_tag: str) -> Discriminator:
+    return Discriminator(lambda v: list_tag if isinstance(v, list) else other_tag)
+
+
+Platforms = Annotated[
+    Annotated[list[str], Tag("~list")] | Annotated[Literal["all"], Tag("~all")],
+    _by_kind("~list", "~all"),
+]
+
+
+class EnvCredentials(Section):
+    """Names of environment variables holding a username and a password or token."""
+
+    username_env: str
+    password_env: str
+
+
+class RegistrySettings(Section):
+    url: str | None = None
+    credentials: EnvCredentials | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError("write the endpoint as http(s)://host[:port], without a path")
+        return value
+
+
+class TargetSettings(Section):
+    kind: Literal["registry", "ecr"] = "ecr"
+    registry: str | None = None
+    registry_url: str | None = None
+    repository_prefix: str = "mirror"
+    credentials: EnvCredentials | None = None
+
+    @model_validator(mode="after")
+    def _supported(self) -> TargetSettings:
+        if self.kind == "ecr":
+            raise ValueError(
+                "target kind 'ecr' is not available in this version yet; "
+                "use kind: registry with registry_url"
+            )
+        if not self.registry_url:
+            raise ValueError("kind: registry needs registry_url (e.g. http://127.0.0.1:5002)")
+        RegistrySettings(url=self.registry_url)
+        return self
+
+    @field_validator("repository_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and not _PREFIX_RE.match(value):
+            raise ValueError("the prefix must be lowercase path components separated by /")
+        return value
+
+
+class Defaults(Section):
+    platforms: Platforms = "all"
+
+    _platforms = field_validator("platforms")(_check_platforms)
+
+
+class Concurrency(Section):
+    images: int = Field(default=4, ge=1, le=64)
+    blobs: int = Field(default=4, ge=1, le=64)
+
+
+class TagRule(Section):
+    """Tags chosen from the upstream tag list; the rules combine (all must hold)."""
+
+    semver: str | None = None
+    latest: int | None = Field(default=None, ge=1)
+    regex: str | None = None
+
+    @field_validator("semver")
+    @classmethod
+    def _semver(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_semver_range(value)
+        return value
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regex: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> TagRule:
+        if self.semver is None and self.latest is None and self.regex is None:
+            raise ValueError("a tag rule needs semver, latest and/or regex")
+        return self
+
+
+Tags = Annotated[
+    Annotated[list[str], Tag("~list")] | Annotated[TagRule, Tag("~rule")],
+    _by_kind("~list", "~rule"),
+]
+
+
+class ImageSpec(Section):
+    image: str
+    tags: Tags | None = None
+    platforms: Platforms | None = None
+
+    _image = field_validator("image")(_check_reference)
+    _platforms = field_validator("platforms")(_check_platforms)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | TagRule | None) -> list[str] | TagRule | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty tag list selects nothing")
+            for tag in value:
+                if not re.match(r"^[\w][\w.-]{0,127}$", tag):
+                    raise ValueError(f"invalid tag {tag!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _tags_or_tag(self) -> ImageSpec:
+        written = parse_reference(self.image, default_tag=None)
+        if self.tags is not None and (written.tag or written.digest):
+            raise ValueError("give the tag in `image` or in `tags`, not both")
+        return self
+
+
+ImageRef = Annotated[str, AfterValidator(_check_reference), Tag("~ref")]
+ImageEntrySpec = Annotated[
+    ImageRef | Annotated[ImageSpec, Tag("~spec")],
+    Discriminator(lambda v: "~ref" if isinstance(v, str) else "~spec"),
+]
+
+
+class MirrorConfig(Section):
+    version: Literal[1]
+    target: TargetSettings
+    registries: dict[str, RegistrySettings] = Field(default_factory=dict)
+    defaults: Defaults = Defaults()
+    concurrency: Concurrency = Concurrency()
+    images: list[ImageEntrySpec] = Field(min_length=1)
+
+    @field_validator("registries")
+    @classmethod
+    def _hosts(cls, value: dict[str, RegistrySettings]) -> dict[str, RegistrySettings]:
+        for host in value:
+            if not _HOST_KEY_RE.match(host):
+                raise ValueError(f"registry key {host!r} is not a host name (e.g. docker.io)")
+        return value

@@ -1,0 +1,119 @@
+"""A bad config is exit 2 with file, line and key; a good one folds defaults into images."""
+
+from pathlib import Path
+
+import pytest
+
+from mirror.cli import main
+from mirror.config import load_config
+from mirror.errors import ConfigError
+
+GOOD = """\
+version: 1
+target:
+  kind: registry
+  registry_url: http://127.0.0.1:5002
+defaults:
+  platforms: [linux/amd64]
+images:
+  - nginx:1.16
+  - image: python
+    tags: ["3.12-slim", "3.13-slim"]
+    platforms: all
+  - image: quay.io/prometheus/node-exporter
+    tags: {semver: ">=1.7.0", latest: 3}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mirror.yaml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    return str(caught.value)
+
+
+def test_defaults_are_folded_into_each_image(tmp_path):
+    config = load_config(write(tmp_path, GOOD))
+    nginx, python, exporter = config.images
+    assert str(nginx.source) == "docker.io/library/nginx:1.16"
+    assert str(nginx.platforms) == "linux/amd64" and nginx.line == 8
+    assert python.tags == ("3.12-slim", "3.13-slim") and python.platforms is None
+    assert exporter.rule is not None and exporter.rule.latest == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("    tags: [", "    tgas: ["), "mirror.yaml:10: images[1].tgas: unknown key 'tgas'"),
+        (("  kind: registry", "  kind: registry\n  colour: red"), ":4: target.colour: unknown key"),
+        (("latest: 3", "latest: three"), ":13: images[2].tags.latest: Input should be a valid"),
+        (("  - nginx:1.16", "  - Nginx:1.16"), ":8: images[0]: invalid repository"),
+        (('semver: ">=1.7.0"', 'semver: "~1"'), ":13: images[2].tags.semver: invalid semver"),
+        (("[linux/amd64]", "[linux]"), ":6: defaults.platforms: invalid platform 'linux'"),
+        (("version: 1", "version: 2"), ":1: version: Input should be 1"),
+        (("kind: registry", "kind: ecr"), "target: target kind 'ecr' is not available"),
+    ],
+)
+def test_errors_name_file_line_and_key(tmp_path, change, expected):
+    message = error_of(tmp_path, GOOD.replace(*change))
+    assert expected in message
+    assert str(tmp_path / "mirror.yaml") in message
+
+
+def test_an_empty_image_list_is_an_error(tmp_path):
+    text = GOOD[: GOOD.index("images:")] + "images: []\n"
+    assert ":7: images: List should have at least 1 item" in error_of(tmp_path, text)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    text = "version: 1\ntarget:\n  kind: registry\n    registry_url: x\n"
+    assert "mirror.yaml:4: invalid YAML: mapping values are not allowed" in error_of(tmp_path, text)
+
+
+def test_duplicate_keys_are_an_error(tmp_path):
+    assert "invalid YAML" in error_of(
+        tmp_path, GOOD.replace("version: 1", "version: 1\nversion: 1")
+    )
+
+
+def test_cli_exits_2_and_touches_nothing_on_a_bad_config(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("tags: [", "tgas: ["))
+    assert main(["sync", "--config", str(path)]) == 2
+    assert "unknown key 'tgas'" in capsys.readouterr().err
+
+
+def test_missing_credentials_variables_are_a_config_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NOPE_USER", raising=False)
+    text = GOOD.replace(
+        "  registry_url: http://127.0.0.1:5002",
+        "  registry_url: http://127.0.0.1:5002\n"
+        "  credentials: {username_env: NOPE_USER, password_env: NOPE_PASS}",
+    )
+    assert main(["sync", "--config", str(write(tmp_path, text))]) == 2
+    assert "NOPE_USER" in capsys.readouterr().err
+
+
+def test_a_missing_config_file_says_how_to_point_at_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MIRROR_CONFIG", raising=False)
+    assert main(["validate"]) == 2
+    assert "--config" in capsys.readouterr().err
+
+
+def test_validate_prints_the_resolved_image_list(tmp_path, capsys):
+    assert main(["validate", "--config", str(write(tmp_path, GOOD))]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "docker.io/library/nginx:1.16 -> 127.0.0.1:5002/mirror/docker-hub/library/nginx:1.16" in out
+    )
+    assert "{semver >=1.7.0, latest 3}" in out
+
+
+def test_the_shipped_demo_config_is_valid(capsys):
+    demo = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
+    assert main(["validate", "--config", str(demo)]) == 0
