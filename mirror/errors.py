@@ -4,6 +4,8 @@
     ├── ConfigError             bad config or command line: exit 2, nothing touched
     ├── BadReferenceError       an image reference that does not parse (a ConfigError)
     ├── IntegrityError          bytes that do not match their digest or size
+    ├── SelectionError          a tag rule or platform list that selects nothing upstream
+    ├── UnsupportedError        content mirror does not copy (schema1, unknown media types)
     └── RegistryError           a registry answered with an error status
         ├── NotFoundError           404 / MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN
         ├── AuthError               401 / 403, or a token request that failed
@@ -27,8 +29,10 @@ __all__ = [
     "MirrorError",
     "NotFoundError",
     "RegistryError",
+    "SelectionError",
     "ServerError",
     "TooManyRequestsError",
+    "UnsupportedError",
     "error_from_response",
     "is_retryable",
     "safe_url",
@@ -65,6 +69,18 @@ class IntegrityError(MirrorError):
     """Content that does not match its digest or declared size."""
 
     code = "DIGEST_MISMATCH"
+
+
+class SelectionError(MirrorError):
+    """A tag rule or platform list that selects nothing of what the upstream has."""
+
+    code = "NOTHING_SELECTED"
+
+
+class UnsupportedError(MirrorError):
+    """Content mirror does not copy, such as Docker schema1 manifests."""
+
+    code = "UNSUPPORTED_MANIFEST"
 
 
 class RegistryError(MirrorError):

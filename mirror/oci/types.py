@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mirror.errors import IntegrityError
+from mirror.errors import IntegrityError, UnsupportedError
 
 __all__ = [
     "ACCEPT_MANIFESTS",
@@ -221,7 +221,7 @@ def parse_manifest(raw: bytes, content_type: str, expected_digest: str | None = 
     if "manifests" in body and media_type not in INDEX_TYPES:
         media_type = OCI_INDEX
     if media_type not in INDEX_TYPES | MANIFEST_TYPES:
-        raise IntegrityError(
+        raise UnsupportedError(
             f"unsupported manifest media type {media_type!r} for {digest}",
             hint="mirror copies Docker schema2 and OCI manifests and indexes",
         )

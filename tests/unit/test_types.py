@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mirror.errors import IntegrityError
+from mirror.errors import UnsupportedError
 from mirror.oci.types import (
     OCI_INDEX,
     UPSTREAM_DIGEST_ANNOTATION,
@@ -68,7 +68,7 @@ def test_an_index_without_media_type_is_recognised_from_its_body():
 
 def test_schema1_and_unknown_types_are_refused_with_a_reason():
     raw = b'{"schemaVersion": 1, "name": "x"}'
-    with pytest.raises(IntegrityError, match="unsupported manifest media type"):
+    with pytest.raises(UnsupportedError, match="unsupported manifest media type"):
         parse_manifest(raw, "application/vnd.docker.distribution.manifest.v1+prettyjws")
 
 

@@ -1,0 +1,210 @@
+"""Blob transfer: each digest moves at most once per run, verified while it streams.
+
+A blob already in the target repository is skipped; one that this run already put in
+another target repository is mounted from there; anything else streams upstream -> target
+in one PUT. The copy is checked against digest and size on the fly, and the last chunk is
+held back until the check passes, so the target can never commit bad bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+
+import httpx
+import structlog
+
+from mirror.errors import IntegrityError
+from mirror.oci.client import RegistryClient
+from mirror.oci.types import Descriptor
+from mirror.retry import RetryPolicy
+
+__all__ = ["BlobCopier", "BlobOutcome", "verified_chunks"]
+
+log = structlog.get_logger(__name__)
+
+CHUNK_SIZE = 256 * 1024
+PROGRESS_MIN_BYTES = 64 * 1024 * 1024
+PROGRESS_EVERY_SECONDS = 5.0
+
+
+class BlobOutcome(StrEnum):
+    COPIED = "copied"
+    MOUNTED = "mounted"
+    SKIPPED = "skipped"
+
+
+ProgressFn = Callable[[int], None]
+
+
+def verified_chunks(
+    response: httpx.Response, digest: str, size: int, progress: ProgressFn | None = None
+) -> Iterator[bytes]:
+    """Yield a blob's bytes, raising IntegrityError before the last chunk if they are wrong."""
+    algorithm, _, expected_hex = digest.partition(":")
+    if algorithm not in ("sha256", "sha512"):
+        raise IntegrityError(f"unsupported digest algorithm in {digest}")
+    hasher = hashlib.new(algorithm)
+    received = 0
+    held: bytes | None = None
+    for chunk in response.iter_raw(CHUNK_SIZE):
+        received += len(chunk)
+        if received > size:
+            raise IntegrityError(
+                f"blob {digest} is longer than its declared {size} bytes",
+                hint="the upstream served different content; nothing was tagged",
+            )
+        hasher.update(chunk)
+        if held is not None:
+            yield held
+        held = chunk
+        if progress is not None:
+            progress(received)
+    if received != size or hasher.hexdigest() != expected_hex:
+        raise IntegrityError(
+            f"blob {digest}: got {received} bytes hashing to {algorithm}:{hasher.hexdigest()}, "
+            f"expected {size} bytes",
+            hint="the upstream served corrupt or substituted content; nothing was tagged",
+        )
+    if held is not None:
+        yield held
+
+
+def _progress_logger(descriptor: Descriptor, image: str) -> ProgressFn | None:
+    if descriptor.size < PROGRESS_MIN_BYTES:
+        return None
+    last = time.monotonic()
+
+    def report(received: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY_SECONDS:
+            last = now
+            log.info(
+                "blob_progress",
+                image=image,
+                digest=descriptor.digest,
+                mib_done=received // 2**20,
+                mib_total=descriptor.size // 2**20,
+            )
+
+    return report
+
+
+@dataclass(frozen=True)
+class _BlobJob:
+    """One blob of one image: where it comes from and which target repository needs it."""
+
+    upstream: RegistryClient
+    source_repo: str
+    target_repo: str
+    blob: Descriptor
+    image: str
+
+
+@dataclass(frozen=True)
+class BlobTransfer:
+    outcome: BlobOutcome
+    bytes: int = 0
+
+
+class BlobCopier:
+    """Shared by every image in a run; remembers where each digest already is in the target."""
+
+    def __init__(self, target: RegistryClient, retry: RetryPolicy, workers: int) -> None:
+        self._target = target
+        self._retry = retry
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob")
+        self._lock = threading.Lock()
+        self._present: dict[str, set[str]] = {}
+        self._in_flight: dict[str, Future[None]] = {}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def copy_all(
+        self,
+        upstream: RegistryClient,
+        source_repo: str,
+        target_repo: str,
+        blobs: list[Descriptor],
+        image: str,
+    ) -> list[BlobTransfer]:
+        """Copy every blob concurrently; raise the first failure once all have stopped."""
+        unique = {b.digest: b for b in blobs}.values()
+        futures = [
+            self._pool.submit(
+                self._ensure, _BlobJob(upstream, source_repo, target_repo, blob, image)
+            )
+            for blob in unique
+        ]
+        results: list[BlobTransfer] = []
+        first_error: BaseException | None = None
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # collected, re-raised below
+                first_error = first_error or exc
+                for other in futures:
+                    other.cancel()
+        if first_error is not None:
+            raise first_error
+        return results
+
+    def _claim(self, digest: str, target_repo: str) -> tuple[bool, Future[None] | None]:
+        """(already present, future to wait on); (False, None) means this thread owns it."""
+        with self._lock:
+            if target_repo in self._present.get(digest, ()):
+                return True, None
+            running = self._in_flight.get(digest)
+            if running is None:
+                self._in_flight[digest] = Future()
+            return False, running
+
+    def _ensure(self, job: _BlobJob) -> BlobTransfer:
+        digest = job.blob.digest
+        while True:
+            present, running = self._claim(digest, job.target_repo)
+            if present:
+                return BlobTransfer(BlobOutcome.SKIPPED)
+            if running is None:
+                break
+            running.exception()  # wait for the other copy; on failure try ourselves
+        try:
+            transfer = self._retry.call(lambda: self._transfer(job))
+            with self._lock:
+                self._present.setdefault(digest, set()).add(job.target_repo)
+            return transfer
+        finally:
+            with self._lock:
+                done = self._in_flight.pop(digest)
+            done.set_result(None)
+
+    def _mount_source(self, digest: str, target_repo: str) -> str | None:
+        with self._lock:
+            return min(self._present.get(digest, set()) - {target_repo}, default=None)
+
+    def _transfer(self, job: _BlobJob) -> BlobTransfer:
+        """One attempt at the whole unit: check, mount or upload."""
+        blob, target_repo = job.blob, job.target_repo
+        if self._target.blob_exists(target_repo, blob.digest):
+            return BlobTransfer(BlobOutcome.SKIPPED)
+        mount_from = self._mount_source(blob.digest, target_repo)
+        location = self._target.start_upload(
+            target_repo, (blob.digest, mount_from) if mount_from else None
+        )
+        if location is None:
+            log.debug("blob_mounted", digest=blob.digest, repository=target_repo)
+            return BlobTransfer(BlobOutcome.MOUNTED)
+        with job.upstream.open_blob(job.source_repo, blob.digest) as response:
+            chunks = verified_chunks(
+                response, blob.digest, blob.size, _progress_logger(blob, job.image)
+            )
+            self._target.finish_upload(location, blob.digest, blob.size, chunks)
+        log.debug("blob_copied", digest=blob.digest, bytes=blob.size, repository=target_repo)
+        return BlobTransfer(BlobOutcome.COPIED, blob.size)

@@ -1,0 +1,132 @@
+"""The `mirror` command: parse flags, run one command, turn errors into exit codes.
+
+Exit codes (SPEC.md): 0 everything requested is in place; 1 some images failed (the
+others were still synced); 2 the config or the command line is wrong (nothing touched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mirror.config import Config, load_config, resolve_config_path
+from mirror.errors import ConfigError
+from mirror.log import setup_logging
+from mirror.naming import target_reference
+from mirror.report import Action, ImageResult, PassReport, write_report
+from mirror.sync import SyncOptions, run_pass
+from mirror.wiring import Clients, target_registry_name
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", help="config file (default: $MIRROR_CONFIG or config/mirror.yaml)"
+    )
+    common.add_argument("--log-format", choices=["console", "json"], default="console")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = argparse.ArgumentParser(
+        prog="mirror", description="Mirror upstream container images into a private registry."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "validate", parents=[common], help="check the config and print the resolved image list"
+    )
+    for name, text in (
+        ("sync", "copy every image that changed upstream"),
+        ("plan", "show what sync would copy and what it costs upstream, writing nothing"),
+    ):
+        command = commands.add_parser(name, parents=[common], help=text)
+        command.add_argument("--report", type=Path, help="write a JSON report to this path")
+    return parser
+
+
+def _validate(config: Config) -> int:
+    registry = target_registry_name(config)
+    prefix = config.model.target.repository_prefix
+    print(f"{config.path}: valid, {len(config.images)} image entries")
+    for entry in config.images:
+        target = target_reference(entry.source.with_tag("TAG"), registry, prefix)
+        platforms = str(entry.platforms) if entry.platforms else "all platforms"
+        destination = (
+            target.name
+            if entry.rule or entry.tags
+            else str(target_reference(entry.source, registry, prefix))
+        )
+        print(f"  {entry.describe()} -> {destination}  [{platforms}]")
+    return EXIT_OK
+
+
+def _line(result: ImageResult) -> str:
+    digest = (result.target_digest or result.upstream_digest or "")[:19]
+    text = f"{result.action:<10} {result.source} -> {result.target or '-'}"
+    if digest:
+        text += f"  {digest}"
+    if result.action is Action.COPIED:
+        text += (
+            f"  {result.blobs_copied} blobs copied, {result.blobs_mounted} mounted, "
+            f"{result.blobs_skipped} present, {result.bytes / 2**20:.1f} MiB, "
+            f"{result.upstream_manifest_gets} upstream GETs, {result.seconds:.1f}s"
+        )
+    elif result.action is Action.WOULD_COPY:
+        text += f"  upstream manifest GETs: {result.estimated_upstream_gets}"
+    elif result.error is not None:
+        text += f"\n           {result.error.code}: {result.error.message}"
+        if result.error.hint:
+            text += f"\n           hint: {result.error.hint}"
+    return text
+
+
+def _summary(report: PassReport) -> str:
+    counts = report.summary()
+    shown = ", ".join(f"{counts[str(a)]} {a}" for a in Action if counts[str(a)])
+    return (
+        f"{report.command}: {shown or 'nothing to do'}; "
+        f"{counts['bytes'] / 2**20:.1f} MiB copied, "
+        f"{counts['upstream_manifest_gets']} upstream manifest GETs, {report.seconds:.1f}s"
+    )
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    human = args.log_format == "console"
+    clients = Clients(config)
+    try:
+        report = run_pass(
+            config,
+            clients,
+            SyncOptions(dry_run=args.command == "plan"),
+            on_result=(lambda r: print(_line(r), flush=True)) if human else None,
+        )
+    finally:
+        clients.close()
+    if human:
+        print(_summary(report))
+    if args.report:
+        write_report(report, args.report)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_format, args.verbose)
+    try:
+        config = load_config(resolve_config_path(args.config))
+        if args.command == "validate":
+            return _validate(config)
+        return _run(config, args)
+    except ConfigError as exc:
+        print(f"mirror: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""What a pass did, per image: the data behind the terminal lines and `--report` JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mirror.errors import MirrorError, safe_url
+
+__all__ = ["Action", "ErrorInfo", "ImageResult", "PassReport", "write_report"]
+
+
+class Action(StrEnum):
+    COPIED = "copied"
+    SKIPPED = "skipped"  # already up to date in the target
+    WOULD_COPY = "would-copy"  # `mirror plan`: a sync would copy this image
+    FAILED = "failed"
+
+
+@dataclass
+class ErrorInfo:
+    code: str
+    message: str
+    hint: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        if isinstance(exc, MirrorError):
+            return cls(exc.code, exc.message, exc.hint)
+        if isinstance(exc, httpx.HTTPError):
+            where = ""
+            with contextlib.suppress(RuntimeError):  # an error raised before any request
+                where = f" ({exc.request.method} {safe_url(exc.request.url)})"
+            return cls(
+                "NETWORK",
+                f"{type(exc).__name__}: {exc}{where}",
+                "check that the registry is reachable",
+            )
+        return cls("INTERNAL", f"{type(exc).__name__}: {exc}", "this is a bug in mirror")
+
+
+@dataclass
+class ImageResult:
+    source: str
+    target: str
+    action: Action = Action.FAILED
+    upstream_digest: str | None = None
+    target_digest: str | None = None
+    platforms: str = "all"
+    bytes: int = 0
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    manifests_pushed: int = 0
+    upstream_manifest_gets: int = 0
+    # `mirror plan`: manifest GETs a sync would spend; "+children" when an index's missing
+    # children can only be known by pulling the index.
+    estimated_upstream_gets: str | None = None
+    seconds: float = 0.0
+    error: ErrorInfo | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["action"] = str(self.action)
+        return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass
+class PassReport:
+    command: str
+    images: list[ImageResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, action: Action) -> int:
+        return sum(1 for r in self.images if r.action is action)
+
+    @property
+    def failed(self) -> bool:
+        return self.count(Action.FAILED) > 0
+
+    def summary(self) -> dict[str, int]:
+        return {
+            **{str(a): self.count(a) for a in Action},
+            "bytes": sum(r.bytes for r in self.images),
+            "upstream_manifest_gets": sum(r.upstream_manifest_gets for r in self.images),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "command": self.command,
+            "seconds": round(self.seconds, 3),
+            "summary": self.summary(),
+            "images": [r.to_json() for r in self.images],
+        }
+
+
+def write_report(report: PassReport, path: Path) -> None:
+    """Write atomically: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".report-", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(report.to_json(), handle, indent=2)
+        handle.write("\n")
+    os.replace(tmp, path)

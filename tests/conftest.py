@@ -1,0 +1,99 @@
+"""Fixtures: real registries on 127.0.0.1 per test, a Docker-Hub-like front, and a runner."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mirror.cli import main
+from tests.support.hub import DockerHubFront
+from tests.support.images import Seeder
+from tests.support.registry import LocalRegistry
+
+
+@pytest.fixture
+def upstream() -> Iterator[LocalRegistry]:
+    """The real registry behind the Docker Hub front (and a plain upstream in its own right)."""
+    with LocalRegistry() as registry:
+        yield registry
+
+
+@pytest.fixture
+def target() -> Iterator[LocalRegistry]:
+    with LocalRegistry() as registry:
+        yield registry
+
+
+@pytest.fixture
+def hub(upstream: LocalRegistry) -> Iterator[DockerHubFront]:
+    with DockerHubFront(upstream.url) as front:
+        yield front
+
+
+@pytest.fixture
+def seeder(upstream: LocalRegistry) -> Iterator[Seeder]:
+    client = Seeder(upstream.url)
+    yield client
+    client.close()
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+    report: dict[str, Any]
+
+    def image(self, source_suffix: str) -> dict[str, Any]:
+        matches = [i for i in self.report["images"] if i["source"].endswith(source_suffix)]
+        assert len(matches) == 1, (source_suffix, self.report["images"])
+        return matches[0]
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run the CLI in-process: `mirror("sync", config=path)` -> Run with the JSON report."""
+
+    def run(*args: str, config: Path) -> Run:
+        report = tmp_path / "report.json"
+        report.unlink(missing_ok=True)
+        wants_report = args[0] in ("sync", "plan")
+        extra = ["--report", str(report)] if wants_report else []
+        code = main([*args, "--config", str(config), *extra])
+        captured = capsys.readouterr()
+        data = json.loads(report.read_text()) if report.exists() else {}
+        return Run(code, captured.out, captured.err, data)
+
+    return run
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Any:
+    """`write_config(target, images_yaml, registries=...)` -> path of a config file."""
+
+    def write(
+        target: LocalRegistry,
+        images: str,
+        *,
+        docker_io: str | None = None,
+        extra: str = "",
+        name: str = "mirror.yaml",
+    ) -> Path:
+        registries = f"registries:\n  docker.io:\n    url: {docker_io}\n" if docker_io else ""
+        text = (
+            "version: 1\n"
+            f"target:\n  kind: registry\n  registry_url: {target.url}\n"
+            f"{registries}{textwrap.dedent(extra)}"
+            f"images:\n{textwrap.indent(textwrap.dedent(images).strip(), '  ')}\n"
+        )
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write

@@ -1,0 +1,77 @@
+"""What a person and a log collector see: JSON logs, reports, and no secret anywhere."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.images import Image, random_blob
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_json_logs_carry_one_event_per_image_and_no_secret(
+    hub, target, seeder, mirror, write_config, monkeypatch
+):
+    hub.accounts["ci-bot"] = "dckr_pat_very-secret"
+    monkeypatch.setenv("HUB_USER", "ci-bot")
+    monkeypatch.setenv("HUB_TOKEN", "dckr_pat_very-secret")
+    seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
+    config = write_config(
+        target,
+        "- nginx:1.16\n- nosuch:1",
+        extra=f"""
+        registries:
+          docker.io:
+            url: {hub.url}
+            credentials: {{username_env: HUB_USER, password_env: HUB_TOKEN}}
+        """,
+    )
+
+    run = mirror("sync", "--log-format", "json", "-v", config=config)
+
+    assert run.code == 1
+    events = [json.loads(line) for line in run.out.splitlines()]
+    per_image = [e for e in events if e["event"] in ("image_done", "image_failed")]
+    assert sorted(e["source"] for e in per_image) == [
+        "docker.io/library/nginx:1.16",
+        "docker.io/library/nosuch:1",
+    ]
+    tokens = list(hub._tokens)
+    assert tokens and all(hub._tokens[t][0] == "ci-bot" for t in tokens)
+    everything = run.out + run.err + json.dumps(run.report)
+    for secret in ["dckr_pat_very-secret", *tokens]:
+        assert secret not in everything
+
+
+def test_the_report_lists_every_field_a_user_reads(hub, target, seeder, mirror, write_config):
+    seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
+    run = mirror("sync", config=write_config(target, "- nginx:1.16", docker_io=hub.url))
+
+    image = run.image("nginx:1.16")
+    assert set(image) >= {
+        "source", "target", "action", "upstream_digest", "target_digest", "platforms", "bytes",
+        "blobs_copied", "blobs_mounted", "blobs_skipped", "upstream_manifest_gets", "seconds",
+    }  # fmt: skip
+    assert run.report["summary"]["copied"] == 1
+    assert "copied     docker.io/library/nginx:1.16" in run.out
+    assert "sync: 1 copied" in run.out
+
+
+def test_the_readme_demo_runs_end_to_end():
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.support.demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo: OK" in result.stdout
+    assert "0 on the re-sync" in result.stdout

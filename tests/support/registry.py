@@ -1,0 +1,96 @@
+"""A real CNCF distribution registry (Debian `docker-registry`) on 127.0.0.1, per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+__all__ = ["LocalRegistry", "free_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+_CONFIG = """\
+version: 0.1
+log: {{level: error, accesslog: {{disabled: true}}}}
+storage:
+  filesystem: {{rootdirectory: {root}}}
+  delete: {{enabled: true}}
+  maintenance: {{uploadpurging: {{enabled: false}}}}
+http: {{addr: 127.0.0.1:{port}, secret: test-only}}
+{auth}
+"""
+
+
+class LocalRegistry:
+    """Start with `with LocalRegistry() as reg:`; `reg.url` is http://127.0.0.1:PORT."""
+
+    def __init__(self, *, htpasswd: tuple[str, str] | None = None, port: int | None = None):
+        self.port = port or free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self._htpasswd = htpasswd
+        self._dir = Path(tempfile.mkdtemp(prefix="mirror-registry-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> LocalRegistry:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        binary = shutil.which("docker-registry")
+        if binary is None:
+            raise RuntimeError("docker-registry is not installed: run .ci/install")
+        auth = ""
+        if self._htpasswd:
+            user, password = self._htpasswd
+            hashed = subprocess.run(
+                ["htpasswd", "-Bbn", user, password], check=True, capture_output=True, text=True
+            ).stdout.strip()
+            (self._dir / "htpasswd").write_text(hashed + "\n")
+            auth = f"auth: {{htpasswd: {{realm: basic-realm, path: {self._dir / 'htpasswd'}}}}}"
+        config = self._dir / "config.yml"
+        config.write_text(_CONFIG.format(root=self._dir / "storage", port=self.port, auth=auth))
+        log = open(self._dir / "registry.log", "wb")  # noqa: SIM115 - lives as long as the process
+        self._process = subprocess.Popen(
+            [binary, "serve", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"registry exited: {(self._dir / 'registry.log').read_text()}")
+            try:
+                httpx.get(f"{self.url}/v2/", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.03)
+        raise RuntimeError("registry did not start within 15 s")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        shutil.rmtree(self._dir, ignore_errors=True)
