@@ -23,6 +23,7 @@ from mirror.errors import IntegrityError
 from mirror.oci.client import RegistryClient
 from mirror.oci.types import Descriptor
 from mirror.retry import RetryPolicy
+from mirror.upstream import Upstream
 
 __all__ = ["BlobCopier", "BlobOutcome", "verified_chunks"]
 
@@ -100,7 +101,7 @@ def _progress_logger(descriptor: Descriptor, image: str) -> ProgressFn | None:
 class _BlobJob:
     """One blob of one image: where it comes from and which target repository needs it."""
 
-    upstream: RegistryClient
+    upstream: Upstream
     source_repo: str
     target_repo: str
     blob: Descriptor
@@ -129,7 +130,7 @@ class BlobCopier:
 
     def copy_all(
         self,
-        upstream: RegistryClient,
+        upstream: Upstream,
         source_repo: str,
         target_repo: str,
         blobs: list[Descriptor],

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mirror.config import Config, load_config, resolve_config_path
+from mirror.durations import parse_duration
 from mirror.errors import ConfigError
 from mirror.log import setup_logging
 from mirror.naming import target_reference
+from mirror.ratelimit import probe_rate_limits
 from mirror.report import Action, ImageResult, PassReport, write_report
-from mirror.sync import SyncOptions, run_pass
+from mirror.sync import DEFAULT_MAX_WAIT_SECONDS, SyncOptions, run_pass
 from mirror.wiring import Clients, target_registry_name
 
 __all__ = ["main"]
@@ -44,7 +46,28 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("--report", type=Path, help="write a JSON report to this path")
+        if name == "sync":
+            command.add_argument(
+                "--max-wait",
+                type=_duration,
+                default=DEFAULT_MAX_WAIT_SECONDS,
+                metavar="DURATION",
+                help="longest this pass waits for upstream quota (30s, 10m, 6h; default 10m); "
+                "images still waiting are reported as deferred",
+            )
+    commands.add_parser(
+        "ratelimit",
+        parents=[common],
+        help="show each upstream's pull quota (limit, remaining, window), spending none",
+    )
     return parser
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _validate(config: Config) -> int:
@@ -75,8 +98,8 @@ def _line(result: ImageResult) -> str:
             f"{result.upstream_manifest_gets} upstream GETs, {result.seconds:.1f}s"
         )
     elif result.action is Action.WOULD_COPY:
-        text += f"  upstream manifest GETs: {result.estimated_upstream_gets}"
-    elif result.error is not None:
+        text += f"  upstream manifest GETs: {result.estimated_upstream_gets}; {result.quota}"
+    if result.error is not None:
         text += f"\n           {result.error.code}: {result.error.message}"
         if result.error.hint:
             text += f"\n           hint: {result.error.hint}"
@@ -86,11 +109,38 @@ def _line(result: ImageResult) -> str:
 def _summary(report: PassReport) -> str:
     counts = report.summary()
     shown = ", ".join(f"{counts[str(a)]} {a}" for a in Action if counts[str(a)])
-    return (
+    text = (
         f"{report.command}: {shown or 'nothing to do'}; "
         f"{counts['bytes'] / 2**20:.1f} MiB copied, "
         f"{counts['upstream_manifest_gets']} upstream manifest GETs, {report.seconds:.1f}s"
     )
+    for usage in report.registries:
+        spent = ", ".join(f"{c.credential}: {c.pulls}" for c in usage.credentials)
+        text += f"\n  {usage.registry}: pulls {spent}"
+        if usage.waited_seconds:
+            text += f"; waited {usage.waited_seconds:.0f}s for quota"
+    return text
+
+
+def _ratelimit(config: Config) -> int:
+    clients = Clients(config)
+    try:
+        rows = probe_rate_limits(config, clients)
+    finally:
+        clients.close()
+    print(f"{'registry':<24} {'credential':<24} {'limit':>6} {'left':>6} {'window':>8}  source")
+    for row in rows:
+        if row.error:
+            print(f"{row.registry:<24} {row.credential:<24} error: {row.error}")
+        elif row.limit is None:
+            print(f"{row.registry:<24} {row.credential:<24} no rate-limit headers (not limited)")
+        else:
+            window = f"{row.window_seconds:.0f}s" if row.window_seconds else "-"
+            print(
+                f"{row.registry:<24} {row.credential:<24} {row.limit:>6} {row.remaining:>6} "
+                f"{window:>8}  {row.source or '-'}"
+            )
+    return EXIT_FAILED if any(row.error for row in rows) else EXIT_OK
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
@@ -100,7 +150,10 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         report = run_pass(
             config,
             clients,
-            SyncOptions(dry_run=args.command == "plan"),
+            SyncOptions(
+                dry_run=args.command == "plan",
+                max_wait=getattr(args, "max_wait", DEFAULT_MAX_WAIT_SECONDS),
+            ),
             on_result=(lambda r: print(_line(r), flush=True)) if human else None,
         )
     finally:
@@ -120,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(resolve_config_path(args.config))
         if args.command == "validate":
             return _validate(config)
+        if args.command == "ratelimit":
+            return _ratelimit(config)
         return _run(config, args)
     except ConfigError as exc:
         print(f"mirror: {exc}", file=sys.stderr)

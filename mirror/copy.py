@@ -1,28 +1,30 @@
-"""Copy one image: decide by digests, then blobs, then child manifests, then the tag.
+"""Copy one image: check by digests (free), then blobs, child manifests, and the tag.
 
-Deciding costs no upstream pull: a HEAD upstream (free on Docker Hub) and a HEAD in the
-target. Only a changed image GETs manifests, and of an index only the children the target
-lacks. Pushing in dependency order means a tag never points at something incomplete.
+`check` costs no upstream pull: a HEAD upstream (Docker Hub does not count it) and a
+HEAD in the target. Only a changed image reaches `copy`, which GETs manifests (paid) and
+of an index only the children the target lacks. Pushing in dependency order means a tag
+never points at something incomplete.
+
+`copy` may stop with QuotaWait between any two requests; pulled manifests are cached for
+the run, so the image resumes later without paying twice.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
-
-import httpx
-import structlog
+from enum import IntEnum
 
 from mirror.blobs import BlobCopier, BlobOutcome
-from mirror.errors import MirrorError, NotFoundError, SelectionError
+from mirror.errors import NotFoundError, SelectionError
 from mirror.oci.client import RegistryClient
 from mirror.oci.reference import Reference
 from mirror.oci.types import INDEX_TYPES, Descriptor, Manifest, PlatformFilter
-from mirror.report import Action, ErrorInfo, ImageResult
+from mirror.report import Action, ImageResult
+from mirror.upstream import Upstream
 
-__all__ = ["CopyJob", "ImageCopier"]
-
-log = structlog.get_logger(__name__)
+__all__ = ["Check", "CopyJob", "ImageCopier", "Staleness"]
 
 
 @dataclass(frozen=True)
@@ -32,33 +34,35 @@ class CopyJob:
     platforms: PlatformFilter | None = None  # None: every platform, bytes unchanged
 
 
+class Staleness(IntEnum):
+    """How out of date the target is; the most out of date are copied first."""
+
+    MISSING = 0  # the target has no such tag
+    CHANGED = 1  # the target tag holds another digest
+    CURRENT = 2
+
+
+@dataclass(frozen=True)
+class Check:
+    upstream: Descriptor
+    staleness: Staleness
+
+    @property
+    def pulls_needed(self) -> str:
+        """Manifest GETs a copy would spend: an index's missing children are only known
+        once the index is pulled."""
+        return "1+children" if self.upstream.media_type in INDEX_TYPES else "1"
+
+
 class ImageCopier:
-    def __init__(self, target: RegistryClient, blobs: BlobCopier, *, dry_run: bool) -> None:
+    def __init__(self, target: RegistryClient, blobs: BlobCopier) -> None:
         self._target = target
         self._blobs = blobs
-        self._dry_run = dry_run
+        self._manifests: dict[str, Manifest] = {}
+        self._lock = threading.Lock()
 
-    def run(self, job: CopyJob, upstream: RegistryClient) -> ImageResult:
-        """Copy `job` and say what happened; never raises for a per-image failure."""
-        started = time.monotonic()
-        result = ImageResult(
-            source=str(job.source),
-            target=str(job.target),
-            platforms=str(job.platforms) if job.platforms else "all",
-        )
-        try:
-            self._copy(job, upstream, result)
-        except (MirrorError, httpx.HTTPError) as exc:
-            result.action = Action.FAILED
-            result.error = ErrorInfo.from_exception(exc)
-        except Exception as exc:  # a bug must not stop the other images
-            log.exception("image_crashed", source=str(job.source))
-            result.action = Action.FAILED
-            result.error = ErrorInfo.from_exception(exc)
-        result.seconds = round(time.monotonic() - started, 3)
-        return result
-
-    def _copy(self, job: CopyJob, upstream: RegistryClient, result: ImageResult) -> None:
+    def check(self, job: CopyJob, upstream: Upstream, result: ImageResult) -> Check:
+        """Compare the upstream and target digests without pulling anything."""
         source = job.source
         head = upstream.head_manifest(source.repository, source.identifier)
         if head is None:
@@ -68,44 +72,71 @@ class ImageCopier:
                 code="MANIFEST_UNKNOWN",
                 hint="check the image name and tag, or remove it from the config",
             )
-        if head.digest:
-            result.upstream_digest = head.digest
-            if self._up_to_date(job, head.digest, result):
-                result.action = Action.SKIPPED
-                return
-        if self._dry_run:
-            result.action = Action.WOULD_COPY
-            result.estimated_upstream_gets = "1+children" if head.media_type in INDEX_TYPES else "1"
-            return
-        manifest = upstream.get_manifest(source.repository, head.digest or source.identifier)
-        result.upstream_manifest_gets += 1
-        result.upstream_digest = manifest.digest
-        if not head.digest and self._up_to_date(job, manifest.digest, result):
+        if not head.digest:  # the registry does not say: only a GET can tell
+            return Check(head, Staleness.CHANGED)
+        result.upstream_digest = head.digest
+        existing = self._target.head_manifest(job.target.repository, job.target.identifier)
+        if existing is None:
+            return Check(head, Staleness.MISSING)
+        result.target_digest = existing.digest
+        if existing.digest == head.digest:
+            return Check(head, Staleness.CURRENT)
+        if job.platforms is not None and existing.media_type in INDEX_TYPES:
+            written = self._target.get_manifest(job.target.repository, job.target.identifier)
+            if written.upstream_digest == head.digest:
+                return Check(head, Staleness.CURRENT)
+        return Check(head, Staleness.CHANGED)
+
+    def copy(
+        self, job: CopyJob, upstream: Upstream, result: ImageResult, check: Check | None
+    ) -> None:
+        """Bring the target tag up to date; raises QuotaWait, MirrorError or httpx errors.
+
+        Without a fresh `check` (a resumed image) the digests are compared again: the free
+        HEAD also re-reads the quota, and the tag may have moved while we waited.
+        """
+        started = time.monotonic()
+        try:
+            self._copy(job, upstream, result, check or self.check(job, upstream, result))
+        finally:
+            result.seconds = round(result.seconds + time.monotonic() - started, 3)
+
+    def _copy(self, job: CopyJob, upstream: Upstream, result: ImageResult, check: Check) -> None:
+        if check.staleness is Staleness.CURRENT:
             result.action = Action.SKIPPED
             return
+        source = job.source
+        manifest = self._pull(upstream, source.repository, check.upstream.digest or None,
+                              source.identifier, result)  # fmt: skip
+        result.upstream_digest = manifest.digest
         top = self._copy_content(job, upstream, manifest, result)
         self._target.put_manifest(job.target.repository, job.target.identifier, top)
         result.manifests_pushed += 1
         result.target_digest = top.digest
         result.action = Action.COPIED
 
-    def _up_to_date(self, job: CopyJob, upstream_digest: str, result: ImageResult) -> bool:
-        """Whether the target tag already holds this upstream digest (HEAD, or the
-        annotation a platform-filtered index carries)."""
-        target = job.target
-        existing = self._target.head_manifest(target.repository, target.identifier)
-        if existing is None:
-            return False
-        result.target_digest = existing.digest
-        if existing.digest == upstream_digest:
-            return True
-        if job.platforms is None or existing.media_type not in INDEX_TYPES:
-            return False
-        written = self._target.get_manifest(target.repository, target.identifier)
-        return written.upstream_digest == upstream_digest
+    def _pull(
+        self,
+        upstream: Upstream,
+        repository: str,
+        digest: str | None,
+        reference: str,
+        result: ImageResult,
+    ) -> Manifest:
+        """A manifest by digest, from this run's cache or paid for upstream."""
+        if digest:
+            with self._lock:
+                cached = self._manifests.get(digest)
+            if cached is not None:
+                return cached
+        manifest = upstream.get_manifest(repository, digest or reference)
+        result.upstream_manifest_gets += 1
+        with self._lock:
+            self._manifests[manifest.digest] = manifest
+        return manifest
 
     def _copy_content(
-        self, job: CopyJob, upstream: RegistryClient, manifest: Manifest, result: ImageResult
+        self, job: CopyJob, upstream: Upstream, manifest: Manifest, result: ImageResult
     ) -> Manifest:
         """Everything `manifest` needs in the target; returns the manifest to tag."""
         if not manifest.is_index:
@@ -123,13 +154,12 @@ class ImageCopier:
         return top
 
     def _copy_child(
-        self, job: CopyJob, upstream: RegistryClient, child: Descriptor, result: ImageResult
+        self, job: CopyJob, upstream: Upstream, child: Descriptor, result: ImageResult
     ) -> None:
         target_repo = job.target.repository
         if self._target.head_manifest(target_repo, child.digest) is not None:
             return
-        manifest = upstream.get_manifest(job.source.repository, child.digest)
-        result.upstream_manifest_gets += 1
+        manifest = self._pull(upstream, job.source.repository, child.digest, child.digest, result)
         if manifest.is_index:
             for grandchild in manifest.children:
                 self._copy_child(job, upstream, grandchild, result)
@@ -139,7 +169,7 @@ class ImageCopier:
         result.manifests_pushed += 1
 
     def _copy_blobs(
-        self, job: CopyJob, upstream: RegistryClient, manifest: Manifest, result: ImageResult
+        self, job: CopyJob, upstream: Upstream, manifest: Manifest, result: ImageResult
     ) -> None:
         transfers = self._blobs.copy_all(
             upstream, job.source.repository, job.target.repository, manifest.blobs, str(job.source)

@@ -22,6 +22,7 @@ class Action(StrEnum):
     COPIED = "copied"
     SKIPPED = "skipped"  # already up to date in the target
     WOULD_COPY = "would-copy"  # `mirror plan`: a sync would copy this image
+    DEFERRED = "deferred"  # waiting for upstream quota past --max-wait; a later run copies it
     FAILED = "failed"
 
 
@@ -64,7 +65,11 @@ class ImageResult:
     # `mirror plan`: manifest GETs a sync would spend; "+children" when an index's missing
     # children can only be known by pulling the index.
     estimated_upstream_gets: str | None = None
+    # `mirror plan`: whether the upstream's remaining quota covers this image after the
+    # images planned before it.
+    quota: str | None = None
     seconds: float = 0.0
+    finished_after: float = 0.0  # seconds since the pass started
     error: ErrorInfo | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -74,9 +79,32 @@ class ImageResult:
 
 
 @dataclass
+class CredentialUsage:
+    """Pulls one credential spent in a pass, and the last quota figures seen for it."""
+
+    credential: str
+    pulls: int
+    limit: int | None = None
+    remaining: int | None = None
+    window_seconds: float | None = None
+
+
+@dataclass
+class RegistryUsage:
+    registry: str
+    credentials: list[CredentialUsage] = field(default_factory=list)
+    waited_seconds: float = 0.0
+
+    @property
+    def pulls(self) -> int:
+        return sum(c.pulls for c in self.credentials)
+
+
+@dataclass
 class PassReport:
     command: str
     images: list[ImageResult] = field(default_factory=list)
+    registries: list[RegistryUsage] = field(default_factory=list)
     seconds: float = 0.0
 
     def count(self, action: Action) -> int:
@@ -99,6 +127,7 @@ class PassReport:
             "command": self.command,
             "seconds": round(self.seconds, 3),
             "summary": self.summary(),
+            "registries": [{**asdict(r), "pulls": r.pulls} for r in self.registries],
             "images": [r.to_json() for r in self.images],
         }
 

@@ -19,7 +19,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from mirror.errors import RegistryError, is_retryable
+from mirror.errors import RegistryError, TooManyRequestsError, is_retryable
 
 __all__ = ["RetryPolicy"]
 
@@ -32,6 +32,14 @@ class RetryPolicy:
     attempts: int = 5
     initial_wait: float = 0.5
     max_wait: float = 30.0
+    # False for upstreams: a spent pull quota (429 TOOMANYREQUESTS) is waited out by the
+    # scheduler for the whole registry, not retried request by request.
+    retry_quota: bool = True
+
+    def _should_retry(self, exc: BaseException) -> bool:
+        if not self.retry_quota and isinstance(exc, TooManyRequestsError):
+            return exc.code != "TOOMANYREQUESTS" and is_retryable(exc)
+        return is_retryable(exc)
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait)(state)
@@ -54,7 +62,7 @@ class RetryPolicy:
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=self._wait,
-            retry=retry_if_exception(is_retryable),
+            retry=retry_if_exception(self._should_retry),
             before_sleep=self._before_sleep,
             reraise=True,
         )

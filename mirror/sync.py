@@ -1,6 +1,12 @@
-"""One pass over the config: resolve tags, copy images concurrently, collect the report.
+"""One pass over the config: resolve tags, check every image for free, copy what changed.
 
-A failing image is recorded and the others go on; `plan` runs the same pass read-only.
+1. The target is pinged first: if it cannot take images, no upstream pull is spent.
+2. Every image is checked with HEADs (free upstream) concurrently.
+3. Changed images are copied, most out of date first, queued per upstream registry so
+   one registry waiting for its quota never holds up another (scheduler.py).
+
+A failing image is recorded and the others go on; `plan` stops after step 2 and says what
+a sync would spend and whether the quota covers it.
 """
 
 from __future__ import annotations
@@ -15,10 +21,19 @@ import structlog
 
 from mirror.blobs import BlobCopier
 from mirror.config import Config, ImageEntry
-from mirror.copy import CopyJob, ImageCopier
+from mirror.copy import Check, CopyJob, ImageCopier, Staleness
 from mirror.errors import MirrorError, SelectionError
 from mirror.naming import target_reference
-from mirror.report import Action, ErrorInfo, ImageResult, PassReport
+from mirror.quota import QuotaWait
+from mirror.report import (
+    Action,
+    CredentialUsage,
+    ErrorInfo,
+    ImageResult,
+    PassReport,
+    RegistryUsage,
+)
+from mirror.scheduler import QuotaScheduler
 from mirror.selection import select_tags
 from mirror.wiring import Clients, target_registry_name
 
@@ -30,11 +45,23 @@ log = structlog.get_logger(__name__)
 image_log = structlog.get_logger("mirror.images")
 
 OnResult = Callable[[ImageResult], None]
+DEFAULT_MAX_WAIT_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
 class SyncOptions:
     dry_run: bool = False
+    max_wait: float = DEFAULT_MAX_WAIT_SECONDS  # seconds a pass may wait for quota
+
+
+@dataclass
+class _Pending:
+    """An image that needs copying: the job, its growing result, its latest check."""
+
+    job: CopyJob
+    result: ImageResult
+    check: Check | None
+    order: int
 
 
 def _entry_tags(entry: ImageEntry, clients: Clients) -> list[str | None]:
@@ -43,8 +70,7 @@ def _entry_tags(entry: ImageEntry, clients: Clients) -> list[str | None]:
         return list(entry.tags)
     if entry.rule is None:
         return [None]
-    upstream = clients.upstream(entry.source.registry)
-    available = upstream.list_tags(entry.source.repository)
+    available = clients.upstream(entry.source.registry).list_tags(entry.source.repository)
     chosen = select_tags(
         available,
         semver_range=entry.rule.semver,
@@ -71,11 +97,7 @@ def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[
             tags = _entry_tags(entry, clients)
         except (MirrorError, httpx.HTTPError) as exc:
             failures.append(
-                ImageResult(
-                    source=entry.describe(),
-                    target="",
-                    error=ErrorInfo.from_exception(exc),
-                )
+                ImageResult(source=entry.describe(), target="", error=ErrorInfo.from_exception(exc))
             )
             continue
         for tag in tags:
@@ -88,46 +110,167 @@ def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[
     return list(jobs.values()), failures
 
 
+class _Pass:
+    """The state of one pass; `run_pass` is its only entry point."""
+
+    def __init__(
+        self, config: Config, clients: Clients, options: SyncOptions, on_result: OnResult | None
+    ) -> None:
+        self.config = config
+        self.clients = clients
+        self.options = options
+        self.on_result = on_result
+        self.started = time.monotonic()
+        self.report = PassReport(command="plan" if options.dry_run else "sync")
+
+    def record(self, result: ImageResult) -> None:
+        result.finished_after = round(time.monotonic() - self.started, 3)
+        self.report.images.append(result)
+        fields = result.to_json()
+        if result.action is Action.FAILED:
+            image_log.error("image_failed", **fields)
+        else:
+            image_log.info("image_done", **fields)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def target_refuses(self) -> bool:
+        """Ping the target; if it cannot take images, fail them all before any pull."""
+        try:
+            self.clients.target.ping()
+        except (MirrorError, httpx.HTTPError) as exc:
+            error = ErrorInfo.from_exception(exc)
+            for entry in self.config.images:
+                self.record(ImageResult(entry.describe(), target="", error=error))
+            return True
+        return False
+
+    def check_all(self, copier: ImageCopier, jobs: list[CopyJob]) -> list[_Pending]:
+        """HEAD every image (free); record the current and failed ones, return the rest."""
+
+        def check(order: int, job: CopyJob) -> _Pending | None:
+            result = ImageResult(
+                source=str(job.source),
+                target=str(job.target),
+                platforms=str(job.platforms) if job.platforms else "all",
+            )
+            try:
+                found = copier.check(job, self.clients.upstream(job.source.registry), result)
+            except QuotaWait:
+                return _Pending(job, result, None, order)  # checked again when it runs
+            except Exception as exc:
+                self.fail(result, exc)
+                return None
+            if found.staleness is Staleness.CURRENT:
+                result.action = Action.SKIPPED
+                self.record(result)
+                return None
+            return _Pending(job, result, found, order)
+
+        with ThreadPoolExecutor(self.config.model.concurrency.images) as pool:
+            checked = list(pool.map(check, range(len(jobs)), jobs))
+        pending = [p for p in checked if p is not None]
+        pending.sort(key=lambda p: (p.check.staleness if p.check else Staleness.CHANGED, p.order))
+        return pending
+
+    def fail(self, result: ImageResult, exc: BaseException) -> None:
+        if not isinstance(exc, MirrorError | httpx.HTTPError):
+            log.error("image_crashed", source=result.source, exc_info=exc)
+        result.action = Action.FAILED
+        result.error = ErrorInfo.from_exception(exc)
+        self.record(result)
+
+    def plan(self, pending: list[_Pending]) -> None:
+        """Say what each image would cost, and whether its registry's quota covers it."""
+        needed: dict[str, int] = {}
+        for item in pending:
+            registry = item.job.source.registry
+            needed[registry] = needed.get(registry, 0) + 1
+            result = item.result
+            result.action = Action.WOULD_COPY
+            result.estimated_upstream_gets = item.check.pulls_needed if item.check else "1+"
+            available = [m.budget.available() for m in self.clients.upstream(registry).members]
+            if any(a is None for a in available):
+                result.quota = "no limit advertised"
+            else:
+                left = sum(a for a in available if a is not None)
+                covered = "covered" if needed[registry] <= left else "not covered"
+                result.quota = f"{covered}: {left} pulls left above the reserve"
+            self.record(result)
+
+    def copy(self, copier: ImageCopier, pending: list[_Pending]) -> dict[str, float]:
+        def work(item: _Pending, resumed: bool) -> None:
+            upstream = self.clients.upstream(item.job.source.registry)
+            try:
+                copier.copy(item.job, upstream, item.result, None if resumed else item.check)
+            except QuotaWait:
+                raise
+            except Exception as exc:
+                self.fail(item.result, exc)
+                return
+            self.record(item.result)
+
+        def defer(item: _Pending, wait: QuotaWait) -> None:
+            item.result.action = Action.DEFERRED
+            item.result.error = ErrorInfo(
+                "QUOTA_DEFERRED",
+                f"{wait.registry}: {wait.reason}; next try in {wait.seconds:.0f}s",
+                "a later run (or the daemon) copies it when the quota allows",
+            )
+            self.record(item.result)
+
+        scheduler: QuotaScheduler[_Pending] = QuotaScheduler(
+            self.config.model.concurrency.images, self.options.max_wait
+        )
+        return scheduler.run([(p.job.source.registry, p) for p in pending], work, defer)
+
+    def usage(self, waited: dict[str, float]) -> list[RegistryUsage]:
+        usage = []
+        for upstream in self.clients.used_upstreams():
+            credentials = []
+            for member in upstream.members:
+                seen = member.budget.last_seen
+                credentials.append(
+                    CredentialUsage(
+                        credential=member.budget.label,
+                        pulls=member.budget.spent,
+                        limit=seen.limit if seen else None,
+                        remaining=seen.remaining if seen else None,
+                        window_seconds=seen.window if seen else None,
+                    )
+                )
+            usage.append(
+                RegistryUsage(upstream.registry, credentials, waited.get(upstream.registry, 0.0))
+            )
+        return usage
+
+    def run(self) -> PassReport:
+        if not self.target_refuses():
+            jobs, failures = resolve_jobs(self.config, self.clients)
+            for failure in failures:
+                self.record(failure)
+            blobs = BlobCopier(
+                self.clients.target, self.clients.retry, self.config.model.concurrency.blobs
+            )
+            copier = ImageCopier(self.clients.target, blobs)
+            try:
+                pending = self.check_all(copier, jobs)
+                waited: dict[str, float] = {}
+                if self.options.dry_run:
+                    self.plan(pending)
+                else:
+                    waited = self.copy(copier, pending)
+            finally:
+                blobs.close()
+            self.report.registries = self.usage(waited)
+        self.report.seconds = time.monotonic() - self.started
+        return self.report
+
+
 def run_pass(
     config: Config,
     clients: Clients,
     options: SyncOptions,
     on_result: OnResult | None = None,
 ) -> PassReport:
-    started = time.monotonic()
-    report = PassReport(command="plan" if options.dry_run else "sync")
-    try:
-        clients.target.ping()
-    except (MirrorError, httpx.HTTPError) as exc:
-        # Every image would fail after spending upstream pulls: fail them all up front.
-        error = ErrorInfo.from_exception(exc)
-        for entry in config.images:
-            _record(report, ImageResult(entry.describe(), target="", error=error), on_result)
-        report.seconds = time.monotonic() - started
-        return report
-    jobs, failures = resolve_jobs(config, clients)
-    for failure in failures:
-        _record(report, failure, on_result)
-    concurrency = config.model.concurrency
-    blobs = BlobCopier(clients.target, clients.retry, workers=concurrency.blobs)
-    copier = ImageCopier(clients.target, blobs, dry_run=options.dry_run)
-    try:
-        with ThreadPoolExecutor(concurrency.images, thread_name_prefix="image") as pool:
-            futures = [
-                pool.submit(copier.run, job, clients.upstream(job.source.registry)) for job in jobs
-            ]
-            for future in futures:
-                _record(report, future.result(), on_result)
-    finally:
-        blobs.close()
-    report.seconds = time.monotonic() - started
-    return report
-
-
-def _record(report: PassReport, result: ImageResult, on_result: OnResult | None) -> None:
-    report.images.append(result)
-    fields = result.to_json()
-    event = "image_failed" if result.action is Action.FAILED else "image_done"
-    (image_log.error if result.action is Action.FAILED else image_log.info)(event, **fields)
-    if on_result is not None:
-        on_result(result)
+    return _Pass(config, clients, options, on_result).run()

@@ -32,7 +32,9 @@ __all__ = [
     "EnvCredentials",
     "ImageSpec",
     "MirrorConfig",
+    "RateLimitSettings",
     "RegistrySettings",
+    "SecretCredentials",
     "TagRule",
     "TargetSettings",
 ]
@@ -94,9 +96,54 @@ class EnvCredentials(Section):
     password_env: str
 
 
+class SecretCredentials(Section):
+    """An AWS Secrets Manager secret holding JSON {"username", "accessToken" or "password"}."""
+
+    secret_arn: str
+
+    @field_validator("secret_arn")
+    @classmethod
+    def _arn(cls, value: str) -> str:
+        if not re.match(r"^arn:aws[\w-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$", value):
+            raise ValueError(
+                "write the full secret ARN: arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME"
+            )
+        return value
+
+
+def _credential_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "~pool"
+    return "~secret" if isinstance(value, dict) and "secret_arn" in value else "~env"
+
+
+Credential = Annotated[
+    Annotated[EnvCredentials, Tag("~env")] | Annotated[SecretCredentials, Tag("~secret")],
+    Discriminator(_credential_kind),
+]
+CredentialSpec = Annotated[
+    Annotated[EnvCredentials, Tag("~env")]
+    | Annotated[SecretCredentials, Tag("~secret")]
+    | Annotated[list[Credential], Field(min_length=1), Tag("~pool")],
+    Discriminator(_credential_kind),
+]
+
+
+class RateLimitSettings(Section):
+    reserve: int = Field(default=0, ge=0)
+
+
 class RegistrySettings(Section):
     url: str | None = None
-    credentials: EnvCredentials | None = None
+    credentials: CredentialSpec | None = None
+    rate_limit: RateLimitSettings = RateLimitSettings()
+
+    @property
+    def credential_list(self) -> list[EnvCredentials | SecretCredentials]:
+        """The pool, in the order it is used: one entry for a single credential."""
+        if self.credentials is None:
+            return []
+        return list(self.credentials) if isinstance(self.credentials, list) else [self.credentials]
 
     @field_validator("url")
     @classmethod

@@ -86,8 +86,11 @@ class _Token:
 class RegistryAuth(httpx.Auth):
     """Basic or Bearer auth for one registry host, with a token cache keyed by scope."""
 
-    def __init__(self, credentials: Credentials | None, token_client: httpx.Client) -> None:
+    def __init__(
+        self, credentials: Credentials | None, token_client: httpx.Client, registry: str = ""
+    ) -> None:
         self._credentials = credentials
+        self._registry = registry
         self._token_client = token_client
         self._tokens: dict[frozenset[str], _Token] = {}
         self._bearer: Challenge | None = None
@@ -145,7 +148,9 @@ class RegistryAuth(httpx.Auth):
         started = time.monotonic()
         response = self._token_client.get(realm, params=params, headers=headers)
         if response.status_code != 200:
-            error = error_from_response(response, f"token request to {safe_url(realm)}")
+            prefix = f"{self._registry}: " if self._registry else ""
+            what = f"{prefix}token request to {safe_url(realm)}"
+            error = error_from_response(response, what)
             who = f"user {self._credentials.username!r}" if self._credentials else "anonymous"
             raise AuthError(
                 f"{error.message} (as {who})",

@@ -73,7 +73,10 @@ class DockerHubFront:
         self.backend = httpx.Client(base_url=backend_url, timeout=60)
         self.limit = limit
         self.window = window
-        self.accounts: dict[str, str] = {}
+        self.accounts: dict[str, str] = {}  # username -> access token
+        self.account_limits: dict[str, int] = {}  # an account's own limit (default: `limit`)
+        self.enforced_limit: int | None = None  # the real quota, when lower than advertised
+        self.retry_after: int | None = None  # Retry-After on quota 429s (Docker omits it)
         self.corrupt: set[str] = set()  # blob digests the CDN serves with a flipped byte
         self.cut_next_blobs = 0  # this many CDN answers stop halfway and drop the connection
         self.counters = HubCounters()
@@ -110,11 +113,15 @@ class DockerHubFront:
             quota.used = 0
         return quota
 
+    def _limit(self, source: str) -> int:
+        return self.account_limits.get(source, self.limit)
+
     def rate_headers(self, source: str) -> dict[str, str]:
         with self._lock:
-            remaining = max(0, self.limit - self._quota(source).used)
+            limit = self._limit(source)
+            remaining = max(0, limit - self._quota(source).used)
         return {
-            "ratelimit-limit": f"{self.limit};w={self.window}",
+            "ratelimit-limit": f"{limit};w={self.window}",
             "ratelimit-remaining": f"{remaining};w={self.window}",
             "docker-ratelimit-source": source,
         }
@@ -122,7 +129,8 @@ class DockerHubFront:
     def spend(self, source: str) -> bool:
         with self._lock:
             quota = self._quota(source)
-            if quota.used >= self.limit:
+            real = self._limit(source) if self.enforced_limit is None else self.enforced_limit
+            if quota.used >= real:
                 self.counters.rejected_429 += 1
                 return False
             if quota.used == 0:
@@ -241,12 +249,14 @@ class _FrontHandler(_Handler):
 
     def manifest(self, match: re.Match[str], source: str, _query: Any) -> None:
         if self.command == "GET" and not self.hub.spend(source):
+            headers = self.hub.rate_headers(source)
+            if self.hub.retry_after is not None:
+                headers["Retry-After"] = str(self.hub.retry_after)
             return self.error(
                 429,
                 "TOOMANYREQUESTS",
-                "You have reached your unauthenticated pull rate limit. "
-                "https://www.docker.com/increase-rate-limit",
-                self.hub.rate_headers(source),
+                "You have reached your pull rate limit. https://www.docker.com/increase-rate-limit",
+                headers,
             )
         if self.command == "HEAD":
             with self.hub._lock:

@@ -1,0 +1,180 @@
+"""Pull budgets: what an upstream lets us spend, read from its own answers.
+
+Docker Hub (and registries that copy it) put `ratelimit-limit: 100;w=21600` and
+`ratelimit-remaining: 76;w=21600` on manifest GETs and HEADs. Nothing here hard-codes a
+number: a Budget holds the last figures a credential's responses carried, counts GETs in
+flight so concurrent images never overspend, and answers "not now" as a QuotaWait with
+a time to come back. Waiting itself is the scheduler's job, never the copier's.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+__all__ = ["Budget", "QuotaWait", "RateLimit", "recheck_interval"]
+
+_NUMBER_RE = re.compile(r"^\s*(\d+)")
+_WINDOW_RE = re.compile(r"\bw\s*=\s*(\d+)")
+MIN_RECHECK_SECONDS = 1.0
+MAX_RECHECK_SECONDS = 300.0
+MAX_BACKOFF_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    limit: int
+    remaining: int
+    window: float  # seconds; 0 when the header names none
+    source: str = ""  # `docker-ratelimit-source`: the address or account being counted
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimit | None:
+        """Parse the headers; None when absent or malformed (the registry then has no
+        advertised limit, and only 429s slow us down)."""
+        limit_text = headers.get("ratelimit-limit")
+        remaining_text = headers.get("ratelimit-remaining")
+        if not limit_text or not remaining_text:
+            return None
+        limit = _NUMBER_RE.match(limit_text)
+        remaining = _NUMBER_RE.match(remaining_text)
+        if not limit or not remaining:
+            return None
+        window = _WINDOW_RE.search(remaining_text) or _WINDOW_RE.search(limit_text)
+        return cls(
+            limit=int(limit.group(1)),
+            remaining=int(remaining.group(1)),
+            window=float(window.group(1)) if window else 0.0,
+            source=headers.get("docker-ratelimit-source", ""),
+        )
+
+
+def recheck_interval(window: float) -> float:
+    """How long to wait before a free HEAD re-reads the remaining quota.
+
+    A twentieth of the window: a 20 s test window is re-read every second, Docker Hub's
+    6 h window every 5 minutes (a HEAD is not a pull, but it is still a request).
+    """
+    if window <= 0:
+        return MIN_RECHECK_SECONDS * 10
+    return min(MAX_RECHECK_SECONDS, max(MIN_RECHECK_SECONDS, window / 20))
+
+
+class QuotaWait(Exception):
+    """Work for `registry` must wait `seconds` before spending again."""
+
+    def __init__(self, registry: str, seconds: float, reason: str) -> None:
+        super().__init__(f"{registry}: wait {seconds:.1f}s ({reason})")
+        self.registry = registry
+        self.seconds = seconds
+        self.reason = reason
+
+
+class Budget:
+    """One credential's pull budget on one registry (thread-safe)."""
+
+    def __init__(
+        self,
+        registry: str,
+        label: str,
+        *,
+        reserve: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.label = label
+        self.reserve = reserve
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: RateLimit | None = None
+        self._in_flight = 0
+        self._blocked_until = 0.0
+        self._backoff = 0
+        self.spent = 0
+
+    @property
+    def last_seen(self) -> RateLimit | None:
+        with self._lock:
+            return self._seen
+
+    def observe(self, response: httpx.Response) -> None:
+        """httpx response hook: keep the figures of every answer that carries them."""
+        seen = RateLimit.from_headers(response.headers)
+        if seen is None:
+            return
+        with self._lock:
+            self._seen = seen
+
+    def available(self) -> int | None:
+        """Pulls that may be spent now above the reserve; None when the registry
+        advertises no limit."""
+        with self._lock:
+            return self._available_locked()
+
+    def _available_locked(self) -> int | None:
+        if self._blocked_until > self._clock():
+            return 0
+        if self._seen is None:
+            return None
+        return self._seen.remaining - self._in_flight - self.reserve
+
+    def take(self) -> None:
+        """Claim one manifest GET, or raise QuotaWait when it would dig into the reserve."""
+        with self._lock:
+            available = self._available_locked()
+            if available is not None and available < 1:
+                raise QuotaWait(self.registry, self._wait_locked(), self._reason_locked())
+            self._in_flight += 1
+
+    def settle(self, *, spent: bool) -> None:
+        """The claimed GET finished; `spent` when the registry served it (so counted it)."""
+        with self._lock:
+            self._in_flight -= 1
+            self.spent += spent
+            if spent:
+                self._backoff = 0
+
+    def exhausted(self, retry_after: float | None) -> QuotaWait:
+        """A 429 TOOMANYREQUESTS: the registry says the quota is spent, whatever the headers
+        claimed. Block until Retry-After, or back off and re-check."""
+        with self._lock:
+            self._backoff += 1
+            now = self._clock()
+            if retry_after is not None:
+                wait = retry_after
+            else:
+                # Back off, but never past a quarter of the window: by then pulls may
+                # have aged out of it again.
+                window = self._seen.window if self._seen else 0.0
+                ceiling = min(MAX_BACKOFF_SECONDS, window / 4) if window else MAX_BACKOFF_SECONDS
+                wait = min(ceiling, recheck_interval(window) * 2 ** (self._backoff - 1))
+            self._blocked_until = now + wait
+            if self._seen is not None:
+                self._seen = RateLimit(self._seen.limit, 0, self._seen.window, self._seen.source)
+            return QuotaWait(self.registry, wait, "429 TOOMANYREQUESTS")
+
+    def throttled(self) -> QuotaWait:
+        """A plain 429 (abuse limit or throttling) outlived its retries: back off with jitter."""
+        with self._lock:
+            self._backoff += 1
+            wait = min(MAX_BACKOFF_SECONDS, 2.0**self._backoff) * random.uniform(0.5, 1.0)
+            self._blocked_until = self._clock() + wait
+            return QuotaWait(self.registry, wait, "throttled (429)")
+
+    def _wait_locked(self) -> float:
+        now = self._clock()
+        if self._blocked_until > now:
+            return self._blocked_until - now
+        return recheck_interval(self._seen.window if self._seen else 0.0)
+
+    def _reason_locked(self) -> str:
+        seen = self._seen
+        if seen is None or self._blocked_until > self._clock():
+            return "registry asked us to wait"
+        return f"{seen.remaining} of {seen.limit} pulls left, reserve {self.reserve}"

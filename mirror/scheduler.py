@@ -1,0 +1,123 @@
+"""Run image copies so that a registry waiting for its quota never holds up the others.
+
+Work is queued per upstream registry, in the order given (most out of date first). A
+task that raises QuotaWait goes back to the front of its queue and pauses that queue
+alone; workers keep taking tasks from the registries that may spend. A pause that would
+end after the pass's deadline (`--max-wait`) defers the registry's remaining tasks
+instead: they are reported, not failed, and a later run picks them up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import structlog
+
+from mirror.quota import QuotaWait
+
+__all__ = ["QuotaScheduler"]
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Queue(Generic[T]):
+    tasks: deque[T] = field(default_factory=deque)
+    resume_at: float = 0.0
+    waited: float = 0.0
+
+    def pause(self, now: float, seconds: float) -> None:
+        until = now + seconds
+        if until > self.resume_at:
+            self.waited += until - max(now, self.resume_at)
+            self.resume_at = until
+
+
+class QuotaScheduler(Generic[T]):
+    """`run(tasks, work, defer)`: `work(task, resumed)` copies one image and raises
+    QuotaWait to pause its registry; `defer(task, wait)` records one that ran out of time."""
+
+    def __init__(
+        self,
+        workers: int,
+        max_wait: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._workers = workers
+        self._max_wait = max_wait
+        self._clock = clock
+
+    def run(
+        self,
+        tasks: list[tuple[str, T]],
+        work: Callable[[T, bool], None],
+        defer: Callable[[T, QuotaWait], None],
+    ) -> dict[str, float]:
+        """Run every task; returns the seconds each registry spent paused."""
+        deadline = self._clock() + self._max_wait
+        queues: dict[str, _Queue[T]] = {}
+        for key, task in tasks:
+            queues.setdefault(key, _Queue()).tasks.append(task)
+        resumed: set[int] = set()
+        running: dict[Future[None], tuple[str, T]] = {}
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="image") as pool:
+            while running or any(q.tasks for q in queues.values()):
+                now = self._clock()
+                for key, queue in queues.items():
+                    while queue.tasks and queue.resume_at <= now and len(running) < self._workers:
+                        task = queue.tasks.popleft()
+                        running[pool.submit(work, task, id(task) in resumed)] = (key, task)
+                paused = [q.resume_at for q in queues.values() if q.tasks and q.resume_at > now]
+                timeout = max(0.0, min(paused) - now) if paused else None
+                if not running:
+                    time.sleep(timeout or 0.0)
+                    continue
+                done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+                for future in done:
+                    key, task = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        continue
+                    if not isinstance(error, QuotaWait):
+                        raise error
+                    self._paused(key, queues[key], task, error, deadline, defer)
+                    resumed.add(id(task))
+        return {key: round(q.waited, 3) for key, q in queues.items() if q.waited}
+
+    def _paused(
+        self,
+        key: str,
+        queue: _Queue[T],
+        task: T,
+        quota_wait: QuotaWait,
+        deadline: float,
+        defer: Callable[[T, QuotaWait], None],
+    ) -> None:
+        now = self._clock()
+        if now + quota_wait.seconds > deadline:
+            log.warning(
+                "quota_deferred",
+                registry=key,
+                images=1 + len(queue.tasks),
+                wait_seconds=round(quota_wait.seconds, 1),
+                reason=quota_wait.reason,
+            )
+            for deferred in [task, *queue.tasks]:
+                defer(deferred, quota_wait)
+            queue.tasks.clear()
+            return
+        log.info(
+            "quota_wait",
+            registry=key,
+            wait_seconds=round(quota_wait.seconds, 1),
+            reason=quota_wait.reason,
+        )
+        queue.tasks.appendleft(task)
+        queue.pause(now, quota_wait.seconds)

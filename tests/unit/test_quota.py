@@ -1,0 +1,86 @@
+"""Budgets read the registry's own figures and say "wait" instead of overspending."""
+
+import httpx
+import pytest
+
+from mirror.quota import Budget, QuotaWait, RateLimit, recheck_interval
+
+
+def response(**headers: str) -> httpx.Response:
+    return httpx.Response(200, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("limit", "remaining", "expected"),
+    [
+        ("100;w=21600", "76;w=21600", (100, 76, 21600.0)),
+        ("100", "76", (100, 76, 0.0)),
+        ("100, 100;w=3600", "7;w=3600", (100, 7, 3600.0)),
+        (" 5 ; w = 20", "0;w=20", (5, 0, 20.0)),
+    ],
+)
+def test_rate_limit_headers_parse(limit, remaining, expected):
+    seen = RateLimit.from_headers({"ratelimit-limit": limit, "ratelimit-remaining": remaining})
+    assert seen is not None
+    assert (seen.limit, seen.remaining, seen.window) == expected
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"ratelimit-limit": "100"}, {"ratelimit-limit": "lots", "ratelimit-remaining": "x"}],
+)
+def test_missing_or_malformed_headers_mean_no_advertised_limit(headers):
+    assert RateLimit.from_headers(headers) is None
+
+
+def test_an_unlimited_registry_never_waits():
+    budget = Budget("quay.io", "anonymous")
+    for _ in range(100):
+        budget.take()
+    assert budget.available() is None
+
+
+def test_gets_in_flight_count_against_the_remaining_quota():
+    budget = Budget("docker.io", "anonymous")
+    budget.observe(response(**{"ratelimit-limit": "10;w=60", "ratelimit-remaining": "2;w=60"}))
+    budget.take()
+    budget.take()
+    with pytest.raises(QuotaWait) as caught:
+        budget.take()
+    assert caught.value.seconds == recheck_interval(60) == 3.0
+    budget.settle(spent=True)
+    assert budget.spent == 1 and budget.available() == 1
+
+
+def test_the_reserve_is_never_spent():
+    budget = Budget("docker.io", "anonymous", reserve=2)
+    budget.observe(response(**{"ratelimit-limit": "10;w=60", "ratelimit-remaining": "3;w=60"}))
+    budget.take()
+    with pytest.raises(QuotaWait, match="3 of 10 pulls left, reserve 2"):
+        budget.take()
+
+
+def test_a_quota_429_blocks_until_retry_after():
+    now = [100.0]
+    budget = Budget("docker.io", "anonymous", clock=lambda: now[0])
+    budget.observe(response(**{"ratelimit-limit": "10;w=60", "ratelimit-remaining": "9;w=60"}))
+    assert budget.exhausted(retry_after=30).seconds == 30
+    with pytest.raises(QuotaWait) as caught:
+        budget.take()
+    assert caught.value.seconds == 30
+    now[0] += 30
+    budget.observe(response(**{"ratelimit-limit": "10;w=60", "ratelimit-remaining": "9;w=60"}))
+    budget.take()
+
+
+def test_a_quota_429_without_retry_after_backs_off_within_a_quarter_window():
+    budget = Budget("docker.io", "anonymous")
+    budget.observe(response(**{"ratelimit-limit": "10;w=40", "ratelimit-remaining": "9;w=40"}))
+    waits = [budget.exhausted(retry_after=None).seconds for _ in range(5)]
+    assert waits == [2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_recheck_interval_scales_with_the_window():
+    assert recheck_interval(20) == 1.0
+    assert recheck_interval(21600) == 300.0
+    assert recheck_interval(0) == 10.0
