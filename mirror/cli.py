@@ -7,13 +7,15 @@ others were still synced); 2 the config or the command line is wrong (nothing to
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from mirror.config import Config, load_config, resolve_config_path
 from mirror.durations import parse_duration
-from mirror.errors import ConfigError
+from mirror.errors import ConfigError, MirrorError
+from mirror.iam import policy_document
 from mirror.log import setup_logging
 from mirror.naming import target_reference
 from mirror.ratelimit import probe_rate_limits
@@ -55,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
                 help="longest this pass waits for upstream quota (30s, 10m, 6h; default 10m); "
                 "images still waiting are reported as deferred",
             )
+    commands.add_parser(
+        "iam-policy",
+        parents=[common],
+        help="print the least-privilege IAM policy (JSON) this config needs",
+    )
     commands.add_parser(
         "ratelimit",
         parents=[common],
@@ -122,6 +129,15 @@ def _summary(report: PassReport) -> str:
     return text
 
 
+def _iam_policy(config: Config) -> int:
+    document = policy_document(config)
+    if not document["Statement"]:
+        print("mirror: this config needs no AWS permissions", file=sys.stderr)
+        return EXIT_OK
+    print(json.dumps(document, indent=2))
+    return EXIT_OK
+
+
 def _ratelimit(config: Config) -> int:
     clients = Clients(config)
     try:
@@ -175,10 +191,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(config)
         if args.command == "ratelimit":
             return _ratelimit(config)
+        if args.command == "iam-policy":
+            return _iam_policy(config)
         return _run(config, args)
     except ConfigError as exc:
         print(f"mirror: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MirrorError as exc:  # the environment refused before any image started
+        print(f"mirror: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
 from mirror.blobs import BlobCopier, BlobOutcome
-from mirror.errors import NotFoundError, SelectionError
+from mirror.errors import ImmutableTagError, NotFoundError, RegistryError, SelectionError
 from mirror.oci.client import RegistryClient
 from mirror.oci.reference import Reference
 from mirror.oci.types import INDEX_TYPES, Descriptor, Manifest, PlatformFilter
@@ -55,9 +56,17 @@ class Check:
 
 
 class ImageCopier:
-    def __init__(self, target: RegistryClient, blobs: BlobCopier) -> None:
+    def __init__(
+        self,
+        target: RegistryClient,
+        blobs: BlobCopier,
+        prepare: Callable[[str], None] = lambda repository: None,
+    ) -> None:
+        """`prepare(repository)` runs before the first write to a target repository (ECR:
+        create it with the configured settings)."""
         self._target = target
         self._blobs = blobs
+        self._prepare = prepare
         self._manifests: dict[str, Manifest] = {}
         self._lock = threading.Lock()
 
@@ -105,12 +114,23 @@ class ImageCopier:
         if check.staleness is Staleness.CURRENT:
             result.action = Action.SKIPPED
             return
+        self._prepare(job.target.repository)
         source = job.source
         manifest = self._pull(upstream, source.repository, check.upstream.digest or None,
                               source.identifier, result)  # fmt: skip
         result.upstream_digest = manifest.digest
         top = self._copy_content(job, upstream, manifest, result)
-        self._target.put_manifest(job.target.repository, job.target.identifier, top)
+        try:
+            self._target.put_manifest(job.target.repository, job.target.identifier, top)
+        except RegistryError as exc:
+            if exc.code == "TAG_INVALID" and "immutable" in exc.message.lower():
+                raise ImmutableTagError(
+                    f"{job.target} moved upstream to {top.digest}, but the repository's tags "
+                    "are immutable",
+                    hint="set target.repository.tag_mutability: IMMUTABLE_WITH_EXCLUSION with "
+                    f"tag_mutability_exclusions: [{job.target.tag}] for tags that move",
+                ) from None
+            raise
         result.manifests_pushed += 1
         result.target_digest = top.digest
         result.action = Action.COPIED

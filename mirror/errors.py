@@ -6,6 +6,7 @@
     ├── IntegrityError          bytes that do not match their digest or size
     ├── SelectionError          a tag rule or platform list that selects nothing upstream
     ├── UnsupportedError        content mirror does not copy (schema1, unknown media types)
+    ├── ImmutableTagError       a tag moved upstream but the target refuses to move it
     └── RegistryError           a registry answered with an error status
         ├── NotFoundError           404 / MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN
         ├── AuthError               401 / 403, or a token request that failed
@@ -25,6 +26,7 @@ __all__ = [
     "AuthError",
     "BadReferenceError",
     "ConfigError",
+    "ImmutableTagError",
     "IntegrityError",
     "MirrorError",
     "NotFoundError",
@@ -81,6 +83,12 @@ class UnsupportedError(MirrorError):
     """Content mirror does not copy, such as Docker schema1 manifests."""
 
     code = "UNSUPPORTED_MANIFEST"
+
+
+class ImmutableTagError(MirrorError):
+    """The upstream tag moved, and the target repository's tags are immutable."""
+
+    code = "IMMUTABLE_TAG"
 
 
 class RegistryError(MirrorError):

@@ -77,9 +77,11 @@ def setup_logging(fmt: LogFormat = "console", verbose: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    if fmt == "console" and not verbose:
-        # The CLI prints a line per image on stdout; the log need not repeat them.
-        logging.getLogger("mirror.images").setLevel(logging.CRITICAL)
+    # In a terminal the CLI prints a line per image on stdout; the log need not repeat them.
+    quiet_images = fmt == "console" and not verbose
+    logging.getLogger("mirror.images").setLevel(
+        logging.CRITICAL if quiet_images else logging.NOTSET
+    )
     # httpx logs every request at INFO; keep that for -v only.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-__all__ = ["Budget", "QuotaWait", "RateLimit", "recheck_interval"]
+__all__ = ["Budget", "Pacer", "QuotaWait", "RateLimit", "recheck_interval"]
 
 _NUMBER_RE = re.compile(r"^\s*(\d+)")
 _WINDOW_RE = re.compile(r"\bw\s*=\s*(\d+)")
@@ -94,6 +94,9 @@ class Budget:
         self._lock = threading.Lock()
         self._seen: RateLimit | None = None
         self._in_flight = 0
+        # Claimed GETs whose answer (already counted in `_seen`) arrived but that are not
+        # settled yet: not to be subtracted a second time.
+        self._reflected = 0
         self._blocked_until = 0.0
         self._backoff = 0
         self.spent = 0
@@ -108,8 +111,15 @@ class Budget:
         seen = RateLimit.from_headers(response.headers)
         if seen is None:
             return
+        request = response.request
+        pulled = (
+            request.method == "GET"
+            and response.status_code == 200
+            and "/manifests/" in request.url.path
+        )
         with self._lock:
             self._seen = seen
+            self._reflected += pulled
 
     def available(self) -> int | None:
         """Pulls that may be spent now above the reserve; None when the registry
@@ -122,7 +132,7 @@ class Budget:
             return 0
         if self._seen is None:
             return None
-        return self._seen.remaining - self._in_flight - self.reserve
+        return self._seen.remaining - (self._in_flight - self._reflected) - self.reserve
 
     def take(self) -> None:
         """Claim one manifest GET, or raise QuotaWait when it would dig into the reserve."""
@@ -138,6 +148,7 @@ class Budget:
             self._in_flight -= 1
             self.spent += spent
             if spent:
+                self._reflected = max(0, self._reflected - 1)
                 self._backoff = 0
 
     def exhausted(self, retry_after: float | None) -> QuotaWait:
@@ -178,3 +189,21 @@ class Budget:
         if seen is None or self._blocked_until > self._clock():
             return "registry asked us to wait"
         return f"{seen.remaining} of {seen.limit} pulls left, reserve {self.reserve}"
+
+
+class Pacer:
+    """At most `rate` calls a second across threads (ECR throttles PutImage per Region)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            time.sleep(slot - now)

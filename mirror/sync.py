@@ -35,7 +35,7 @@ from mirror.report import (
 )
 from mirror.scheduler import QuotaScheduler
 from mirror.selection import select_tags
-from mirror.wiring import Clients, target_registry_name
+from mirror.wiring import Clients
 
 __all__ = ["SyncOptions", "resolve_jobs", "run_pass"]
 
@@ -88,7 +88,7 @@ def _entry_tags(entry: ImageEntry, clients: Clients) -> list[str | None]:
 
 def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[ImageResult]]:
     """Concrete copy jobs, in config order, and a failed result per entry that can't resolve."""
-    target_registry = target_registry_name(config)
+    target_registry = clients.target_registry
     prefix = config.model.target.repository_prefix
     jobs: dict[str, CopyJob] = {}
     failures: list[ImageResult] = []
@@ -252,7 +252,9 @@ class _Pass:
             blobs = BlobCopier(
                 self.clients.target, self.clients.retry, self.config.model.concurrency.blobs
             )
-            copier = ImageCopier(self.clients.target, blobs)
+            copier = ImageCopier(
+                self.clients.target, blobs, prepare=self.clients.prepare_repository
+            )
             try:
                 pending = self.check_all(copier, jobs)
                 waited: dict[str, float] = {}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from mirror.errors import TooManyRequestsError
+from mirror.errors import IntegrityError, TooManyRequestsError
 from mirror.oci.client import RegistryClient
 from mirror.oci.types import Descriptor, Manifest
 from mirror.quota import Budget, QuotaWait
@@ -61,6 +61,9 @@ class Upstream:
         except TooManyRequestsError as error:
             member.budget.settle(spent=False)
             raise self._quota_answer(member, error) from None
+        except IntegrityError:
+            member.budget.settle(spent=True)  # served (and counted), just not right
+            raise
         except BaseException:
             member.budget.settle(spent=False)
             raise

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
+from typing import Any
 
 import httpx
 
 from mirror.config import Config
 from mirror.config.model import RegistrySettings
 from mirror.credentials import resolve_credentials
-from mirror.oci.auth import Credentials, RegistryAuth
+from mirror.ecr import Ecr, call_aws, ecr_host
+from mirror.errors import ConfigError
+from mirror.oci.auth import Credentials, RefreshingBasicAuth, RegistryAuth
 from mirror.oci.client import RegistryClient
 from mirror.oci.reference import default_endpoint
-from mirror.quota import Budget
+from mirror.quota import Budget, Pacer
 from mirror.retry import RetryPolicy
 from mirror.upstream import Member, Upstream
 
@@ -21,14 +25,35 @@ __all__ = ["Clients", "target_registry_name"]
 
 _TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=120.0, pool=300.0)
 ANONYMOUS = "anonymous"
+# ECR's default PutImage rate is 10 a second per Region; stay under it, and 429s that
+# still come (other writers share the quota) are retried with backoff.
+ECR_PUT_IMAGE_RATE = 8.0
 
 
 def target_registry_name(config: Config) -> str:
+    """The target's name as configured; for ECR without `registry`, a placeholder until
+    STS says which account this is."""
     target = config.model.target
     if target.registry:
         return target.registry
+    if target.kind == "ecr":
+        return ecr_host("ACCOUNT", target.region or "REGION")
     assert target.registry_url is not None
     return httpx.URL(target.registry_url).netloc.decode("ascii")
+
+
+def _region(config: Config) -> str:
+    region = (
+        config.model.target.region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+    )
+    if not region:
+        raise ConfigError(
+            "target.region is not set and neither is AWS_REGION",
+            hint="add region: to the target section",
+        )
+    return region
 
 
 def _label(credentials: Credentials | None) -> str:
@@ -50,6 +75,7 @@ class Clients:
         self._http: list[httpx.Client] = []
         self._upstreams: dict[str, Upstream] = {}
         self._lock = threading.Lock()
+        self.aws_clients: list[Any] = []  # boto3 clients, for tests that record calls
         self._credentials: dict[str, list[Credentials]] = {
             host: [
                 resolve_credentials(spec, f"registries.{host}.credentials")
@@ -57,15 +83,51 @@ class Clients:
             ]
             for host, settings in model.registries.items()
         }
-        assert model.target.registry_url is not None
-        target_credentials = (
-            resolve_credentials(model.target.credentials, "target.credentials")
-            if model.target.credentials
-            else None
+        self.ecr: Ecr | None = None
+        if model.target.kind == "ecr":
+            self.target, self.target_registry = self._ecr_target()
+        else:
+            assert model.target.registry_url is not None
+            target_credentials = (
+                resolve_credentials(model.target.credentials, "target.credentials")
+                if model.target.credentials
+                else None
+            )
+            self.target_registry = target_registry_name(config)
+            self.target = self._client(
+                model.target.registry_url,
+                self.target_registry,
+                RegistryAuth(target_credentials, self._token_client(), self.target_registry),
+                self.retry,
+            )
+
+    def _ecr_target(self) -> tuple[RegistryClient, str]:
+        """ECR: the control plane through boto3, the data plane with its 12-hour token."""
+        import boto3  # only ECR targets need AWS
+        from botocore.config import Config as BotoConfig
+
+        target = self._config.model.target
+        region = _region(self._config)
+        session = boto3.session.Session(region_name=region)
+        client = session.client(
+            "ecr", config=BotoConfig(retries={"mode": "standard", "max_attempts": 8})
         )
-        self.target = self._client(
-            model.target.registry_url, target_registry_name(config), target_credentials, self.retry
-        )
+        self.aws_clients.append(client)
+        host = target.registry
+        if not host:
+            sts = session.client("sts")
+            self.aws_clients.append(sts)
+            host = ecr_host(call_aws(sts, "get_caller_identity")["Account"], region)
+        self.ecr = Ecr(client, target.repository, self._config.lifecycle_policy)
+        url = target.registry_url or f"https://{host}"
+        auth = RefreshingBasicAuth(self.ecr.authorization)
+        client = self._client(url, host, auth, self.retry, pacer=Pacer(ECR_PUT_IMAGE_RATE))
+        return client, host
+
+    def prepare_repository(self, name: str) -> None:
+        """Make sure a target repository can take a push (ECR creates none on its own)."""
+        if self.ecr is not None:
+            self.ecr.ensure_repository(name)
 
     def upstream(self, registry: str) -> Upstream:
         """The upstream for a canonical registry name, with a budget per credential."""
@@ -86,31 +148,32 @@ class Clients:
         pool: list[Credentials | None] = [*self._credentials.get(registry, [])] or [None]
         for credentials in pool:
             budget = Budget(registry, _label(credentials), reserve=settings.rate_limit.reserve)
-            client = self._client(url, registry, credentials, retry, observe=budget)
+            auth = RegistryAuth(credentials, self._token_client(), registry)
+            client = self._client(url, registry, auth, retry, observe=budget)
             members.append(Member(client, budget))
         return Upstream(registry, members)
+
+    def _token_client(self) -> httpx.Client:
+        client = httpx.Client(timeout=_TIMEOUT)
+        self._http.append(client)
+        return client
 
     def _client(
         self,
         url: str,
         name: str,
-        credentials: Credentials | None,
+        auth: httpx.Auth,
         retry: RetryPolicy,
         observe: Budget | None = None,
+        pacer: Pacer | None = None,
     ) -> RegistryClient:
         limits = httpx.Limits(
             max_connections=self._pool_size, max_keepalive_connections=self._pool_size
         )
-        token_client = httpx.Client(timeout=_TIMEOUT)
         hooks = {"response": [observe.observe]} if observe else {}
-        http = httpx.Client(
-            auth=RegistryAuth(credentials, token_client, name),
-            timeout=_TIMEOUT,
-            limits=limits,
-            event_hooks=hooks,
-        )
-        self._http += [token_client, http]
-        return RegistryClient(http, url, name=name, retry=retry)
+        http = httpx.Client(auth=auth, timeout=_TIMEOUT, limits=limits, event_hooks=hooks)
+        self._http.append(http)
+        return RegistryClient(http, url, name=name, retry=retry, manifest_puts=pacer)
 
     def close(self) -> None:
         for client in self._http:

@@ -18,6 +18,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from mirror.config.model import ImageSpec, MirrorConfig, TagRule
 from mirror.errors import ConfigError
+from mirror.lifecycle import load_policy
 from mirror.oci.reference import Reference, parse_reference
 from mirror.oci.types import Platform, PlatformFilter
 
@@ -51,6 +52,7 @@ class Config:
     path: Path
     model: MirrorConfig
     images: tuple[ImageEntry, ...]
+    lifecycle_policy: dict[str, Any] | None = None  # kind: ecr; None: leave policies alone
 
 
 def resolve_config_path(given: str | None) -> Path:
@@ -156,4 +158,12 @@ def load_config(path: Path) -> Config:
         model = MirrorConfig.model_validate(_plain(tree))
     except ValidationError as exc:
         raise ConfigError(_format_errors(path, tree, exc)) from None
-    return Config(path, model, _entries(model, tree))
+    policy = None
+    if model.target.kind == "ecr":
+        try:
+            policy = load_policy(model.target.repository.lifecycle_policy, path.parent)
+        except ValueError as exc:
+            loc = ("target", "repository", "lifecycle_policy")
+            line, where = _locate(tree, loc)
+            raise ConfigError(f"{path}:{line}: {where}: {exc}") from None
+    return Config(path, model, _entries(model, tree), policy)

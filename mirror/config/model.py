@@ -31,15 +31,18 @@ __all__ = [
     "Defaults",
     "EnvCredentials",
     "ImageSpec",
+    "KmsEncryption",
     "MirrorConfig",
     "RateLimitSettings",
     "RegistrySettings",
+    "RepositorySettings",
     "SecretCredentials",
     "TagRule",
     "TargetSettings",
 ]
 
 _PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+_ECR_HOST_RE = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _HOST_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?$")
 
 
@@ -153,23 +156,76 @@ class RegistrySettings(Section):
         return value
 
 
+class KmsEncryption(Section):
+    type: Literal["KMS"]
+    kms_key: str | None = None  # None: the AWS managed key for ECR
+
+    @field_validator("kms_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(
+            r"^(arn:aws[\w-]*:kms:|alias/|[0-9a-f-]{36}$)", value
+        ):
+            raise ValueError("write a KMS key ARN, key id or alias/NAME")
+        return value
+
+
+Encryption = Annotated[
+    Annotated[Literal["AES256"], Tag("~aes")] | Annotated[KmsEncryption, Tag("~kms")],
+    Discriminator(lambda v: "~kms" if isinstance(v, dict) else "~aes"),
+]
+TagMutability = Literal[
+    "MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION"
+]
+
+
+class RepositorySettings(Section):
+    """Applied to every repository mirror creates in ECR, and reconciled on existing ones."""
+
+    tag_mutability: TagMutability = "MUTABLE"
+    tag_mutability_exclusions: list[str] = Field(default_factory=list)
+    scan_on_push: bool = True
+    encryption: Encryption = "AES256"
+    lifecycle_policy: str = "default"  # default | none | path to a JSON policy
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _exclusions(self) -> RepositorySettings:
+        wants = self.tag_mutability.endswith("_WITH_EXCLUSION")
+        if wants and not self.tag_mutability_exclusions:
+            raise ValueError(
+                f"{self.tag_mutability} needs tag_mutability_exclusions (wildcards such as latest)"
+            )
+        if self.tag_mutability_exclusions and not wants:
+            raise ValueError("tag_mutability_exclusions needs a *_WITH_EXCLUSION tag_mutability")
+        return self
+
+
 class TargetSettings(Section):
     kind: Literal["registry", "ecr"] = "ecr"
+    region: str | None = None
     registry: str | None = None
     registry_url: str | None = None
     repository_prefix: str = "mirror"
+    repository: RepositorySettings = RepositorySettings()
     credentials: EnvCredentials | None = None
 
     @model_validator(mode="after")
-    def _supported(self) -> TargetSettings:
-        if self.kind == "ecr":
+    def _kind(self) -> TargetSettings:
+        if self.registry_url is not None:
+            RegistrySettings(url=self.registry_url)
+        if self.kind == "registry":
+            if not self.registry_url:
+                raise ValueError("kind: registry needs registry_url (e.g. http://127.0.0.1:5002)")
+            if "repository" in self.model_fields_set or self.region:
+                raise ValueError("region and repository settings apply to kind: ecr only")
+        elif self.credentials is not None:
             raise ValueError(
-                "target kind 'ecr' is not available in this version yet; "
-                "use kind: registry with registry_url"
+                "kind: ecr takes no credentials: mirror uses the AWS credential chain "
+                "(instance or task role, AWS_PROFILE, environment)"
             )
-        if not self.registry_url:
-            raise ValueError("kind: registry needs registry_url (e.g. http://127.0.0.1:5002)")
-        RegistrySettings(url=self.registry_url)
+        if self.registry and not _ECR_HOST_RE.match(self.registry) and self.kind == "ecr":
+            raise ValueError("write the ECR registry as ACCOUNT.dkr.ecr.REGION.amazonaws.com")
         return self
 
     @field_validator("repository_prefix")

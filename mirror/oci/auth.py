@@ -16,14 +16,21 @@ import base64
 import re
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 import httpx
 
 from mirror.errors import AuthError, error_from_response, safe_url
 
-__all__ = ["Challenge", "Credentials", "RegistryAuth", "parse_challenge", "scopes_for"]
+__all__ = [
+    "Challenge",
+    "Credentials",
+    "RefreshingBasicAuth",
+    "RegistryAuth",
+    "parse_challenge",
+    "scopes_for",
+]
 
 _TOKEN_MARGIN_SECONDS = 10.0
 _DEFAULT_TOKEN_SECONDS = 60.0
@@ -174,3 +181,46 @@ class RegistryAuth(httpx.Auth):
 def _basic_header(credentials: Credentials) -> str:
     pair = f"{credentials.username}:{credentials.password}".encode()
     return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+class RefreshingBasicAuth(httpx.Auth):
+    """Basic credentials that expire, such as ECR's 12-hour `AWS:<token>`.
+
+    `fetch` returns the credentials and when they expire (epoch seconds, or None). They are
+    renewed before expiry and once on a 401. A token that is already past its stated
+    expiry when fetched (moto's is dated 2015) is trusted for an hour and the 401 path.
+    """
+
+    REFRESH_MARGIN_SECONDS = 300.0
+    UNKNOWN_VALIDITY_SECONDS = 3600.0
+
+    def __init__(
+        self,
+        fetch: Callable[[], tuple[Credentials, float | None]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._credentials: Credentials | None = None
+        self._renew_at = 0.0
+
+    def _current(self, *, stale: Credentials | None = None) -> Credentials:
+        with self._lock:
+            now = self._clock()
+            if self._credentials is None or now >= self._renew_at or self._credentials == stale:
+                credentials, expires_at = self._fetch()
+                if expires_at is None or expires_at - self.REFRESH_MARGIN_SECONDS <= now:
+                    self._renew_at = now + self.UNKNOWN_VALIDITY_SECONDS
+                else:
+                    self._renew_at = expires_at - self.REFRESH_MARGIN_SECONDS
+                self._credentials = credentials
+            return self._credentials
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        used = self._current()
+        request.headers["Authorization"] = _basic_header(used)
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = _basic_header(self._current(stale=used))
+            yield request

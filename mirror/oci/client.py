@@ -14,6 +14,7 @@ import httpx
 
 from mirror.errors import error_from_response
 from mirror.oci.types import ACCEPT_MANIFESTS, Descriptor, Manifest, parse_manifest
+from mirror.quota import Pacer
 from mirror.retry import RetryPolicy
 
 __all__ = ["RegistryClient", "next_link"]
@@ -37,11 +38,21 @@ def next_link(response: httpx.Response) -> httpx.URL | None:
 class RegistryClient:
     """One registry endpoint; `name` is how messages refer to it (the canonical host)."""
 
-    def __init__(self, http: httpx.Client, base_url: str, *, name: str, retry: RetryPolicy) -> None:
+    def __init__(
+        self,
+        http: httpx.Client,
+        base_url: str,
+        *,
+        name: str,
+        retry: RetryPolicy,
+        manifest_puts: Pacer | None = None,
+    ) -> None:
+        """`manifest_puts` paces manifest PUTs (ECR's PutImage is rate-limited)."""
         self._http = http
         self._base = httpx.URL(base_url.rstrip("/") + "/")
         self.name = name
         self._retry = retry
+        self._manifest_puts = manifest_puts
 
     def _url(self, path: str) -> httpx.URL:
         return self._base.join(path.lstrip("/"))
@@ -103,6 +114,8 @@ class RegistryClient:
 
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
         def attempt() -> None:
+            if self._manifest_puts is not None:
+                self._manifest_puts.wait()
             self._check(
                 self._http.put(
                     self._url(f"/v2/{repository}/manifests/{reference}"),

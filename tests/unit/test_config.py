@@ -56,7 +56,21 @@ def test_defaults_are_folded_into_each_image(tmp_path):
         (('semver: ">=1.7.0"', 'semver: "~1"'), ":13: images[2].tags.semver: invalid semver"),
         (("[linux/amd64]", "[linux]"), ":6: defaults.platforms: invalid platform 'linux'"),
         (("version: 1", "version: 2"), ":1: version: Input should be 1"),
-        (("kind: registry", "kind: ecr"), "target: target kind 'ecr' is not available"),
+        (
+            ("  kind: registry", "  kind: ecr\n  credentials: {username_env: A, password_env: B}"),
+            ":2: target: kind: ecr takes no credentials",
+        ),
+        (
+            ("  kind: registry", "  kind: registry\n  repository: {scan_on_push: false}"),
+            ":2: target: region and repository settings apply to kind: ecr only",
+        ),
+        (
+            (
+                "  kind: registry",
+                "  kind: ecr\n  repository: {tag_mutability: IMMUTABLE_WITH_EXCLUSION}",
+            ),
+            ":4: target.repository: IMMUTABLE_WITH_EXCLUSION needs tag_mutability_exclusions",
+        ),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path, change, expected):

@@ -7,7 +7,11 @@ from mirror.quota import Budget, QuotaWait, RateLimit, recheck_interval
 
 
 def response(**headers: str) -> httpx.Response:
-    return httpx.Response(200, headers=headers)
+    """A HEAD's answer: it carries the figures but is not a pull."""
+    return httpx.Response(200, headers=headers, request=httpx.Request("HEAD", HEAD_URL))
+
+
+HEAD_URL = "https://r/v2/library/a/manifests/1"
 
 
 @pytest.mark.parametrize(
@@ -84,3 +88,17 @@ def test_recheck_interval_scales_with_the_window():
     assert recheck_interval(20) == 1.0
     assert recheck_interval(21600) == 300.0
     assert recheck_interval(0) == 10.0
+
+
+def test_a_pull_whose_answer_arrived_is_not_counted_twice_before_it_settles():
+    budget = Budget("docker.io", "anonymous", reserve=2)
+    budget.observe(response(**{"ratelimit-limit": "4;w=600", "ratelimit-remaining": "4;w=600"}))
+    budget.take()
+    request = httpx.Request("GET", "https://r/v2/library/a/manifests/sha256:1")
+    answered = {"ratelimit-limit": "4;w=600", "ratelimit-remaining": "3;w=600"}
+    budget.observe(httpx.Response(200, headers=answered, request=request))
+    budget.take()  # 3 left, 1 above the reserve: the first GET is already in the 3
+    with pytest.raises(QuotaWait):
+        budget.take()
+    budget.settle(spent=True)
+    budget.settle(spent=True)

@@ -1,0 +1,228 @@
+"""ECR's control plane: the registry's address, data-plane credentials, and repositories
+created on demand with the configured settings (and existing ones reconciled).
+
+Every boto3 call goes through `call_aws`, so AWS errors become MirrorErrors with the AWS
+code; throttling is retried by botocore's standard mode, while a LimitExceededException
+names the service quota and is not retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from typing import Any
+
+import structlog
+
+from mirror.config.model import KmsEncryption, RepositorySettings
+from mirror.errors import MirrorError
+from mirror.oci.auth import Credentials
+
+__all__ = ["AwsError", "Ecr", "call_aws", "ecr_host"]
+
+log = structlog.get_logger(__name__)
+
+# The service quota each call can run into, for LimitExceededException messages.
+_QUOTAS = {
+    "CreateRepository": "Registered repositories per Region",
+    "PutLifecyclePolicy": "Rules per lifecycle policy",
+    "TagResource": "Tags per resource",
+    "CreatePullThroughCacheRule": "Pull through cache rules per registry",
+}
+
+
+class AwsError(MirrorError):
+    """An AWS API call failed; `code` is the AWS error code."""
+
+    def __init__(self, message: str, *, code: str, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+
+
+def ecr_host(account: str, region: str) -> str:
+    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
+    return f"{account}.dkr.ecr.{region}{suffix}"
+
+
+def call_aws(client: Any, operation: str, **kwargs: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return getattr(client, operation)(**kwargs)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "ClientError"))
+        name = exc.operation_name
+        if code == "LimitExceededException":
+            quota = _QUOTAS.get(name, "an Amazon ECR service quota")
+            raise AwsError(
+                f"{name}: the quota '{quota}' is reached: {error.get('Message', '')}",
+                code="LIMIT_EXCEEDED",
+                hint="request a higher quota in Service Quotas, or remove unused resources",
+            ) from None
+        raise AwsError(f"{name}: {code}: {error.get('Message', '')}", code=code) from None
+    except BotoCoreError as exc:
+        raise AwsError(f"{operation}: {exc}", code=type(exc).__name__) from None
+
+
+def _encryption(settings: RepositorySettings) -> dict[str, str]:
+    if isinstance(settings.encryption, KmsEncryption):
+        wanted = {"encryptionType": "KMS"}
+        if settings.encryption.kms_key:
+            wanted["kmsKey"] = settings.encryption.kms_key
+        return wanted
+    return {"encryptionType": "AES256"}
+
+
+def _exclusions(settings: RepositorySettings) -> list[dict[str, str]]:
+    return [{"filterType": "WILDCARD", "filter": f} for f in settings.tag_mutability_exclusions]
+
+
+class Ecr:
+    """One ECR registry (account + Region) as mirror's target."""
+
+    def __init__(
+        self,
+        client: Any,
+        settings: RepositorySettings,
+        lifecycle_policy: dict[str, Any] | None,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._lifecycle = lifecycle_policy
+        self._ready: set[str] = set()
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def authorization(self) -> tuple[Credentials, float | None]:
+        """Data-plane Basic credentials (`AWS` + a 12-hour token) and their expiry."""
+        data = call_aws(self._client, "get_authorization_token")["authorizationData"][0]
+        user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        expires = data.get("expiresAt")
+        return Credentials(user, password), expires.timestamp() if expires else None
+
+    def ensure_repository(self, name: str) -> None:
+        """Create `name` with the configured settings, or reconcile it; once per run."""
+        with self._lock:
+            if name in self._ready:
+                return
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
+            if name in self._ready:
+                return
+            existing = self._describe(name)
+            if existing is None:
+                self._create(name)
+            else:
+                self._reconcile(name, existing)
+            with self._lock:
+                self._ready.add(name)
+
+    def _describe(self, name: str) -> dict[str, Any] | None:
+        try:
+            found = call_aws(self._client, "describe_repositories", repositoryNames=[name])
+        except AwsError as exc:
+            if exc.code == "RepositoryNotFoundException":
+                return None
+            raise
+        repository: dict[str, Any] = found["repositories"][0]
+        return repository
+
+    def _create(self, name: str) -> None:
+        settings = self._settings
+        arguments: dict[str, Any] = {
+            "repositoryName": name,
+            "imageTagMutability": settings.tag_mutability,
+            "imageScanningConfiguration": {"scanOnPush": settings.scan_on_push},
+            "encryptionConfiguration": _encryption(settings),
+        }
+        if settings.tag_mutability_exclusions:
+            arguments["imageTagMutabilityExclusionFilters"] = _exclusions(settings)
+        if settings.tags:
+            arguments["tags"] = [{"Key": k, "Value": v} for k, v in settings.tags.items()]
+        try:
+            call_aws(self._client, "create_repository", **arguments)
+        except AwsError as exc:
+            if exc.code != "RepositoryAlreadyExistsException":  # another run just made it
+                raise
+            existing = self._describe(name)
+            assert existing is not None
+            self._reconcile(name, existing)
+            return
+        if self._lifecycle is not None:
+            call_aws(
+                self._client,
+                "put_lifecycle_policy",
+                repositoryName=name,
+                lifecyclePolicyText=json.dumps(self._lifecycle),
+            )
+        log.info("repository_created", repository=name)
+
+    def _reconcile(self, name: str, repository: dict[str, Any]) -> None:
+        """Bring an existing repository's settings in line, logging each change."""
+        settings = self._settings
+        changed: list[str] = []
+        exclusions = _exclusions(settings)
+        if (
+            repository.get("imageTagMutability") != settings.tag_mutability
+            or (repository.get("imageTagMutabilityExclusionFilters") or []) != exclusions
+        ):
+            arguments: dict[str, Any] = {"imageTagMutability": settings.tag_mutability}
+            if exclusions:
+                arguments["imageTagMutabilityExclusionFilters"] = exclusions
+            call_aws(self._client, "put_image_tag_mutability", repositoryName=name, **arguments)
+            changed.append("tag_mutability")
+        scanning = repository.get("imageScanningConfiguration") or {}
+        if bool(scanning.get("scanOnPush")) != settings.scan_on_push:
+            call_aws(
+                self._client,
+                "put_image_scanning_configuration",
+                repositoryName=name,
+                imageScanningConfiguration={"scanOnPush": settings.scan_on_push},
+            )
+            changed.append("scan_on_push")
+        if self._lifecycle is not None and self._lifecycle_of(name) != self._lifecycle:
+            call_aws(
+                self._client,
+                "put_lifecycle_policy",
+                repositoryName=name,
+                lifecyclePolicyText=json.dumps(self._lifecycle),
+            )
+            changed.append("lifecycle_policy")
+        if settings.tags and self._tags_differ(repository["repositoryArn"]):
+            call_aws(
+                self._client,
+                "tag_resource",
+                resourceArn=repository["repositoryArn"],
+                tags=[{"Key": k, "Value": v} for k, v in settings.tags.items()],
+            )
+            changed.append("tags")
+        encryption = repository.get("encryptionConfiguration") or {"encryptionType": "AES256"}
+        wanted = _encryption(settings)
+        if encryption.get("encryptionType") != wanted["encryptionType"] or (
+            "kmsKey" in wanted and encryption.get("kmsKey") != wanted["kmsKey"]
+        ):
+            log.warning(
+                "repository_encryption_differs",
+                repository=name,
+                has=encryption,
+                configured=wanted,
+                hint="ECR cannot change a repository's encryption; recreate it to change it",
+            )
+        if changed:
+            log.info("repository_reconciled", repository=name, changed=changed)
+
+    def _lifecycle_of(self, name: str) -> Any:
+        try:
+            text = call_aws(self._client, "get_lifecycle_policy", repositoryName=name)
+        except AwsError as exc:
+            if exc.code == "LifecyclePolicyNotFoundException":
+                return None
+            raise
+        return json.loads(text["lifecyclePolicyText"])
+
+    def _tags_differ(self, arn: str) -> bool:
+        found = call_aws(self._client, "list_tags_for_resource", resourceArn=arn).get("tags") or []
+        have = {t["Key"]: t["Value"] for t in found}
+        return any(have.get(k) != v for k, v in self._settings.tags.items())

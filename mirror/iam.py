@@ -1,0 +1,110 @@
+"""`mirror iam-policy`: the least-privilege IAM policy the current config needs.
+
+Actions come from the features the config turns on, each scoped to the narrowest
+resource: the mirror's own repositories (`repository/<prefix>/*`), the configured
+secrets, the configured KMS key. sts:GetCallerIdentity needs no permission and is not
+listed. A test records the AWS calls a sync makes and checks them against this policy.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mirror.config import Config
+from mirror.config.model import KmsEncryption, SecretCredentials
+
+__all__ = ["DATA_PLANE_PUSH", "policy_document", "repository_actions"]
+
+# What the registry API (docker push/HEAD) needs on the target repositories.
+DATA_PLANE_PUSH = frozenset(
+    {
+        "ecr:BatchCheckLayerAvailability",  # HEAD a blob
+        "ecr:BatchGetImage",  # HEAD/GET a manifest
+        "ecr:InitiateLayerUpload",  # POST an upload (or a mount)
+        "ecr:UploadLayerPart",  # PUT the bytes
+        "ecr:CompleteLayerUpload",
+        "ecr:PutImage",  # PUT a manifest
+        "ecr:GetDownloadUrlForLayer",  # mount a blob from another mirror repository
+    }
+)
+
+
+def repository_actions(config: Config) -> set[str]:
+    """Control-plane actions on the mirror's repositories that this config makes mirror call."""
+    repository = config.model.target.repository
+    actions = {
+        "ecr:DescribeRepositories",
+        "ecr:CreateRepository",
+        "ecr:PutImageTagMutability",
+        "ecr:PutImageScanningConfiguration",
+    }
+    if config.lifecycle_policy is not None:
+        actions |= {"ecr:PutLifecyclePolicy", "ecr:GetLifecyclePolicy"}
+    if repository.tags:
+        actions |= {"ecr:TagResource", "ecr:ListTagsForResource"}
+    return actions
+
+
+def _account_and_region(config: Config) -> tuple[str, str]:
+    target = config.model.target
+    match = re.match(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.", target.registry or "")
+    if match:
+        return match.group(1), match.group(2)
+    return "*", target.region or "*"
+
+
+def policy_document(config: Config) -> dict[str, Any]:
+    """The policy; its Statement list is empty when the config needs no AWS permission."""
+    statements = _ecr_statements(config) if config.model.target.kind == "ecr" else []
+    secrets = sorted(
+        spec.secret_arn
+        for settings in config.model.registries.values()
+        for spec in settings.credential_list
+        if isinstance(spec, SecretCredentials)
+    )
+    if secrets:
+        statements.append(
+            {
+                "Sid": "UpstreamCredentials",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": secrets,
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _ecr_statements(config: Config) -> list[dict[str, Any]]:
+    target = config.model.target
+    account, region = _account_and_region(config)
+    prefix = target.repository_prefix.strip("/")
+    repositories = f"arn:aws:ecr:{region}:{account}:repository/{prefix + '/' if prefix else ''}*"
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "EcrLogin",
+            "Effect": "Allow",
+            "Action": ["ecr:GetAuthorizationToken"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "MirrorRepositories",
+            "Effect": "Allow",
+            "Action": sorted(DATA_PLANE_PUSH | repository_actions(config)),
+            "Resource": repositories,
+        },
+    ]
+    encryption = target.repository.encryption
+    if isinstance(encryption, KmsEncryption):
+        statements.append(
+            {
+                "Sid": "RepositoryEncryptionKey",
+                "Effect": "Allow",
+                "Action": ["kms:CreateGrant", "kms:DescribeKey", "kms:RetireGrant"],
+                "Resource": encryption.kms_key
+                if encryption.kms_key and encryption.kms_key.startswith("arn:")
+                else f"arn:aws:kms:{region}:{account}:key/*",
+                "Condition": {"StringEquals": {"kms:ViaService": f"ecr.{region}.amazonaws.com"}},
+            }
+        )
+    return statements

@@ -1,0 +1,47 @@
+"""A faithful local ECR: moto in server mode for the control plane, and a distribution
+registry with htpasswd `AWS` / `123456789012-auth-token` (moto's token) as the data plane."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+from moto.server import ThreadedMotoServer
+
+from tests.support.registry import LocalRegistry, free_port
+
+__all__ = ["ACCOUNT", "ECR_CREDS", "REGION", "FakeEcr", "fake_ecr"]
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+ECR_CREDS = f"AWS:{ACCOUNT}-auth-token"
+
+
+class FakeEcr:
+    def __init__(self, endpoint: str, data_plane: LocalRegistry) -> None:
+        self.endpoint = endpoint
+        self.data_plane = data_plane
+        self.host = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+
+    def reset(self) -> None:
+        httpx.post(f"{self.endpoint}/moto-api/reset").raise_for_status()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        }
+
+
+@contextmanager
+def fake_ecr() -> Iterator[FakeEcr]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    try:
+        with LocalRegistry(htpasswd=("AWS", f"{ACCOUNT}-auth-token")) as registry:
+            yield FakeEcr(f"http://127.0.0.1:{server._port}", registry)
+    finally:
+        server.stop()
