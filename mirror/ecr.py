@@ -19,7 +19,14 @@ from mirror.config.model import KmsEncryption, RepositorySettings
 from mirror.errors import MirrorError
 from mirror.oci.auth import Credentials
 
-__all__ = ["AwsError", "Ecr", "call_aws", "ecr_host"]
+__all__ = [
+    "AwsError",
+    "Ecr",
+    "call_aws",
+    "ecr_host",
+    "encryption_configuration",
+    "exclusion_filters",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +37,11 @@ _QUOTAS = {
     "TagResource": "Tags per resource",
     "CreatePullThroughCacheRule": "Pull through cache rules per registry",
 }
+
+
+# ECR's default "Images per repository" quota, and the share at which mirror warns.
+IMAGES_PER_REPOSITORY = 100_000
+IMAGE_QUOTA_WARNING_SHARE = 0.8
 
 
 class AwsError(MirrorError):
@@ -66,7 +78,7 @@ def call_aws(client: Any, operation: str, **kwargs: Any) -> Any:
         raise AwsError(f"{operation}: {exc}", code=type(exc).__name__) from None
 
 
-def _encryption(settings: RepositorySettings) -> dict[str, str]:
+def encryption_configuration(settings: RepositorySettings) -> dict[str, str]:
     if isinstance(settings.encryption, KmsEncryption):
         wanted = {"encryptionType": "KMS"}
         if settings.encryption.kms_key:
@@ -75,7 +87,7 @@ def _encryption(settings: RepositorySettings) -> dict[str, str]:
     return {"encryptionType": "AES256"}
 
 
-def _exclusions(settings: RepositorySettings) -> list[dict[str, str]]:
+def exclusion_filters(settings: RepositorySettings) -> list[dict[str, str]]:
     return [{"filterType": "WILDCARD", "filter": f} for f in settings.tag_mutability_exclusions]
 
 
@@ -135,10 +147,10 @@ class Ecr:
             "repositoryName": name,
             "imageTagMutability": settings.tag_mutability,
             "imageScanningConfiguration": {"scanOnPush": settings.scan_on_push},
-            "encryptionConfiguration": _encryption(settings),
+            "encryptionConfiguration": encryption_configuration(settings),
         }
         if settings.tag_mutability_exclusions:
-            arguments["imageTagMutabilityExclusionFilters"] = _exclusions(settings)
+            arguments["imageTagMutabilityExclusionFilters"] = exclusion_filters(settings)
         if settings.tags:
             arguments["tags"] = [{"Key": k, "Value": v} for k, v in settings.tags.items()]
         try:
@@ -163,7 +175,7 @@ class Ecr:
         """Bring an existing repository's settings in line, logging each change."""
         settings = self._settings
         changed: list[str] = []
-        exclusions = _exclusions(settings)
+        exclusions = exclusion_filters(settings)
         if (
             repository.get("imageTagMutability") != settings.tag_mutability
             or (repository.get("imageTagMutabilityExclusionFilters") or []) != exclusions
@@ -199,7 +211,7 @@ class Ecr:
             )
             changed.append("tags")
         encryption = repository.get("encryptionConfiguration") or {"encryptionType": "AES256"}
-        wanted = _encryption(settings)
+        wanted = encryption_configuration(settings)
         if encryption.get("encryptionType") != wanted["encryptionType"] or (
             "kmsKey" in wanted and encryption.get("kmsKey") != wanted["kmsKey"]
         ):
@@ -226,3 +238,26 @@ class Ecr:
         found = call_aws(self._client, "list_tags_for_resource", resourceArn=arn).get("tags") or []
         have = {t["Key"]: t["Value"] for t in found}
         return any(have.get(k) != v for k, v in self._settings.tags.items())
+
+    def warn_if_near_image_quota(self, name: str) -> None:
+        """Log a warning when `name` holds 80% of ECR's images-per-repository quota."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        count = 0
+        try:
+            pages = self._client.get_paginator("describe_images").paginate(
+                repositoryName=name, PaginationConfig={"PageSize": 1000}
+            )
+            for page in pages:
+                count += len(page.get("imageDetails") or [])
+        except (BotoCoreError, ClientError) as exc:
+            log.warning("image_count_unavailable", repository=name, error=str(exc))
+            return
+        if count >= IMAGES_PER_REPOSITORY * IMAGE_QUOTA_WARNING_SHARE:
+            log.warning(
+                "repository_near_image_quota",
+                repository=name,
+                images=count,
+                quota=IMAGES_PER_REPOSITORY,
+                hint="ECR refuses pushes at the quota: prune old tags or raise the quota",
+            )

@@ -34,6 +34,7 @@ def repository_actions(config: Config) -> set[str]:
     """Control-plane actions on the mirror's repositories that this config makes mirror call."""
     repository = config.model.target.repository
     actions = {
+        "ecr:DescribeImages",  # the images-per-repository quota warning
         "ecr:DescribeRepositories",
         "ecr:CreateRepository",
         "ecr:PutImageTagMutability",
@@ -105,6 +106,72 @@ def _ecr_statements(config: Config) -> list[dict[str, Any]]:
                 if encryption.kms_key and encryption.kms_key.startswith("arn:")
                 else f"arn:aws:kms:{region}:{account}:key/*",
                 "Condition": {"StringEquals": {"kms:ViaService": f"ecr.{region}.amazonaws.com"}},
+            }
+        )
+    statements += _pull_through_statements(config, account, region)
+    return statements
+
+
+PULL_THROUGH_ACTIONS = (
+    "ecr:CreatePullThroughCacheRule",
+    "ecr:DescribePullThroughCacheRules",
+    "ecr:UpdatePullThroughCacheRule",
+    "ecr:ValidatePullThroughCacheRule",
+    "ecr:CreateRepositoryCreationTemplate",
+    "ecr:DescribeRepositoryCreationTemplates",
+    "ecr:UpdateRepositoryCreationTemplate",
+)
+
+
+def _pull_through_statements(config: Config, account: str, region: str) -> list[dict[str, Any]]:
+    from mirror.ptc import SECRET_PREFIX, ptc_prefix
+
+    cached = {
+        host: settings
+        for host, settings in config.model.registries.items()
+        if settings.mode == "pull-through-cache"
+    }
+    if not cached:
+        return []
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "PullThroughCacheRules",
+            "Effect": "Allow",
+            "Action": list(PULL_THROUGH_ACTIONS),
+            "Resource": "*",
+        }
+    ]
+    prefix = config.model.target.repository_prefix
+    warmed = sorted(
+        f"arn:aws:ecr:{region}:{account}:repository/{ptc_prefix(prefix, host)}/*"
+        for host, settings in cached.items()
+        if settings.prewarm
+    )
+    if warmed:
+        statements.append(
+            {
+                "Sid": "PullThroughCachePrewarm",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchGetImage",
+                    "ecr:BatchImportUpstreamImage",
+                    "ecr:CreateRepository",
+                ],
+                "Resource": warmed,
+            }
+        )
+    if any(settings.credential_list for settings in cached.values()):
+        statements.append(
+            {
+                "Sid": "PullThroughCacheSecrets",
+                "Effect": "Allow",
+                "Action": [
+                    "secretsmanager:CreateSecret",
+                    "secretsmanager:DescribeSecret",
+                    "secretsmanager:GetSecretValue",
+                    "secretsmanager:PutSecretValue",
+                ],
+                "Resource": f"arn:aws:secretsmanager:{region}:{account}:secret:{SECRET_PREFIX}*",
             }
         )
     return statements

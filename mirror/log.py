@@ -47,6 +47,23 @@ def redact(
     return event_dict
 
 
+class _LateStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout or sys.stderr is when a record is emitted, so a
+    library thread that logs late never writes to a stream someone has since closed."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._name = name
+
+    @property
+    def stream(self) -> Any:
+        return getattr(sys, self._name)
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def setup_logging(fmt: LogFormat = "console", verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     shared: list[Any] = [
@@ -67,7 +84,7 @@ def setup_logging(fmt: LogFormat = "console", verbose: bool = False) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(stream)
+    handler = _LateStreamHandler("stdout" if stream is sys.stdout else "stderr")
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],

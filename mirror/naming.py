@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mirror.oci.reference import Reference, registry_alias
 
-__all__ = ["pin_tag", "target_reference"]
+__all__ = ["pin_tag", "pull_through_reference", "target_reference"]
 
 
 def pin_tag(digest: str) -> str:
@@ -14,6 +14,11 @@ def pin_tag(digest: str) -> str:
     """
     algorithm, _, hex_digest = digest.partition(":")
     return f"pin-{algorithm}-{hex_digest}"
+
+
+def pull_through_reference(source: Reference, registry: str, rule_prefix: str) -> Reference:
+    """Where ECR's pull-through cache serves `source`: `<rule prefix>/<upstream path>`."""
+    return Reference(registry, f"{rule_prefix}/{source.repository}", source.tag, source.digest)
 
 
 def target_reference(source: Reference, registry: str, prefix: str) -> Reference:

@@ -23,6 +23,7 @@ class Action(StrEnum):
     SKIPPED = "skipped"  # already up to date in the target
     WOULD_COPY = "would-copy"  # `mirror plan`: a sync would copy this image
     DEFERRED = "deferred"  # waiting for upstream quota past --max-wait; a later run copies it
+    PULL_THROUGH = "pull-through-cache"  # served by an ECR pull-through cache rule, not copied
     FAILED = "failed"
 
 

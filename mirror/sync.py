@@ -23,7 +23,8 @@ from mirror.blobs import BlobCopier
 from mirror.config import Config, ImageEntry
 from mirror.copy import Check, CopyJob, ImageCopier, Staleness
 from mirror.errors import MirrorError, SelectionError
-from mirror.naming import target_reference
+from mirror.naming import pull_through_reference, target_reference
+from mirror.ptc import ptc_prefix
 from mirror.quota import QuotaWait
 from mirror.report import (
     Action,
@@ -86,6 +87,12 @@ def _entry_tags(entry: ImageEntry, clients: Clients) -> list[str | None]:
     return list(chosen)
 
 
+def _cached(config: Config, registry: str) -> str | None:
+    """`registry` when an ECR pull-through cache rule serves it, else None."""
+    settings = config.model.registries.get(registry)
+    return registry if settings and settings.mode == "pull-through-cache" else None
+
+
 def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[ImageResult]]:
     """Concrete copy jobs, in config order, and a failed result per entry that can't resolve."""
     target_registry = clients.target_registry
@@ -100,9 +107,14 @@ def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[
                 ImageResult(source=entry.describe(), target="", error=ErrorInfo.from_exception(exc))
             )
             continue
+        cached = _cached(config, entry.source.registry)
         for tag in tags:
             source = entry.source.with_tag(tag) if tag else entry.source
-            target = target_reference(source, target_registry, prefix)
+            target = (
+                pull_through_reference(source, target_registry, ptc_prefix(prefix, cached))
+                if cached
+                else target_reference(source, target_registry, prefix)
+            )
             if str(target) in jobs:
                 log.warning("duplicate_image", source=str(source), line=entry.line)
                 continue
@@ -122,6 +134,7 @@ class _Pass:
         self.on_result = on_result
         self.started = time.monotonic()
         self.report = PassReport(command="plan" if options.dry_run else "sync")
+        self.written: set[str] = set()  # target repositories this pass pushed to
 
     def record(self, result: ImageResult) -> None:
         result.finished_after = round(time.monotonic() - self.started, 3)
@@ -180,6 +193,34 @@ class _Pass:
         result.error = ErrorInfo.from_exception(exc)
         self.record(result)
 
+    def pull_through(self, jobs: list[CopyJob]) -> None:
+        """Images an ECR pull-through cache serves: make sure of each rule (sync only) and
+        pre-warm if asked; nothing is copied."""
+        prefix = self.config.model.target.repository_prefix
+        broken: dict[str, BaseException] = {}
+        if not self.options.dry_run:
+            for host in dict.fromkeys(job.source.registry for job in jobs):
+                try:
+                    self.clients.ensure_pull_through_cache(host, ptc_prefix(prefix, host))
+                except (MirrorError, httpx.HTTPError) as exc:
+                    broken[host] = exc
+        for job in jobs:
+            result = ImageResult(str(job.source), str(job.target), Action.PULL_THROUGH)
+            host = job.source.registry
+            if host in broken:
+                self.fail(result, broken[host])
+                continue
+            if not self.options.dry_run and self.config.model.registries[host].prewarm:
+                try:
+                    warmed = self.clients.target.get_manifest(
+                        job.target.repository, job.target.identifier
+                    )
+                except (MirrorError, httpx.HTTPError) as exc:
+                    self.fail(result, exc)
+                    continue
+                result.target_digest = warmed.digest
+            self.record(result)
+
     def plan(self, pending: list[_Pending]) -> None:
         """Say what each image would cost, and whether its registry's quota covers it."""
         needed: dict[str, int] = {}
@@ -208,6 +249,8 @@ class _Pass:
             except Exception as exc:
                 self.fail(item.result, exc)
                 return
+            if item.result.action is Action.COPIED:
+                self.written.add(item.job.target.repository)
             self.record(item.result)
 
         def defer(item: _Pending, wait: QuotaWait) -> None:
@@ -223,6 +266,13 @@ class _Pass:
             self.config.model.concurrency.images, self.options.max_wait
         )
         return scheduler.run([(p.job.source.registry, p) for p in pending], work, defer)
+
+    def check_image_quotas(self) -> None:
+        """ECR refuses pushes past its images-per-repository quota: warn ahead of it."""
+        if self.clients.ecr is None:
+            return
+        for repository in sorted(self.written):
+            self.clients.ecr.warn_if_near_image_quota(repository)
 
     def usage(self, waited: dict[str, float]) -> list[RegistryUsage]:
         usage = []
@@ -249,6 +299,9 @@ class _Pass:
             jobs, failures = resolve_jobs(self.config, self.clients)
             for failure in failures:
                 self.record(failure)
+            cached = [j for j in jobs if _cached(self.config, j.source.registry)]
+            self.pull_through(cached)
+            jobs = [j for j in jobs if j not in cached]
             blobs = BlobCopier(
                 self.clients.target, self.clients.retry, self.config.model.concurrency.blobs
             )
@@ -262,6 +315,7 @@ class _Pass:
                     self.plan(pending)
                 else:
                     waited = self.copy(copier, pending)
+                    self.check_image_quotas()
             finally:
                 blobs.close()
             self.report.registries = self.usage(waited)

@@ -10,13 +10,14 @@ from typing import Any
 import httpx
 
 from mirror.config import Config
-from mirror.config.model import RegistrySettings
+from mirror.config.model import RegistrySettings, SecretCredentials
 from mirror.credentials import resolve_credentials
 from mirror.ecr import Ecr, call_aws, ecr_host
 from mirror.errors import ConfigError
 from mirror.oci.auth import Credentials, RefreshingBasicAuth, RegistryAuth
 from mirror.oci.client import RegistryClient
 from mirror.oci.reference import default_endpoint
+from mirror.ptc import PullThroughCache
 from mirror.quota import Budget, Pacer
 from mirror.retry import RetryPolicy
 from mirror.upstream import Member, Upstream
@@ -84,6 +85,7 @@ class Clients:
             for host, settings in model.registries.items()
         }
         self.ecr: Ecr | None = None
+        self.ptc: PullThroughCache | None = None
         if model.target.kind == "ecr":
             self.target, self.target_registry = self._ecr_target()
         else:
@@ -119,10 +121,27 @@ class Clients:
             self.aws_clients.append(sts)
             host = ecr_host(call_aws(sts, "get_caller_identity")["Account"], region)
         self.ecr = Ecr(client, target.repository, self._config.lifecycle_policy)
+        if any(r.mode == "pull-through-cache" for r in self._config.model.registries.values()):
+            secrets = session.client("secretsmanager")
+            self.aws_clients.append(secrets)
+            self.ptc = PullThroughCache(
+                client, secrets, target.repository, self._config.lifecycle_policy
+            )
         url = target.registry_url or f"https://{host}"
         auth = RefreshingBasicAuth(self.ecr.authorization)
         client = self._client(url, host, auth, self.retry, pacer=Pacer(ECR_PUT_IMAGE_RATE))
         return client, host
+
+    def ensure_pull_through_cache(self, host: str, prefix: str) -> None:
+        """The ECR rule (and its secret and template) that serves `host` under `prefix`."""
+        assert self.ptc is not None, "the config loader requires kind: ecr for this"
+        settings = self._config.model.registries[host]
+        specs = settings.credential_list
+        resolved = self._credentials.get(host) or []
+        secret_arn = (
+            specs[0].secret_arn if specs and isinstance(specs[0], SecretCredentials) else None
+        )
+        self.ptc.ensure(host, prefix, resolved[0] if resolved else None, secret_arn)
 
     def prepare_repository(self, name: str) -> None:
         """Make sure a target repository can take a push (ECR creates none on its own)."""

@@ -95,8 +95,10 @@ def _format_errors(path: Path, tree: Any, error: ValidationError) -> str:
     lines = []
     for item in error.errors()[:_MAX_ERRORS_SHOWN]:
         loc = tuple(item["loc"])
+        context = item.get("ctx") or {}
         if item["type"] == "unknown_key":
-            loc += (item["ctx"]["key"],)
+            loc += (context["key"],)
+        loc += tuple(context.get("path", ()))
         line, where = _locate(tree, loc)
         message = str(item["msg"]).removeprefix("Value error, ")
         lines.append(f"{path}:{line}: {where}: {message}")

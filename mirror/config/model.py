@@ -140,6 +140,14 @@ class RegistrySettings(Section):
     url: str | None = None
     credentials: CredentialSpec | None = None
     rate_limit: RateLimitSettings = RateLimitSettings()
+    mode: Literal["copy", "pull-through-cache"] = "copy"
+    prewarm: bool = False  # pull-through-cache: pull each configured tag through ECR once
+
+    @model_validator(mode="after")
+    def _prewarm(self) -> RegistrySettings:
+        if self.prewarm and self.mode != "pull-through-cache":
+            raise ValueError("prewarm applies to mode: pull-through-cache only")
+        return self
 
     @property
     def credential_list(self) -> list[EnvCredentials | SecretCredentials]:
@@ -325,6 +333,34 @@ class MirrorConfig(Section):
     defaults: Defaults = Defaults()
     concurrency: Concurrency = Concurrency()
     images: list[ImageEntrySpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _pull_through_cache(self) -> MirrorConfig:
+        from mirror.ptc import ptc_upstream  # the list of upstreams ECR can cache
+
+        for host, settings in self.registries.items():
+            if settings.mode != "pull-through-cache":
+                continue
+            where = ["registries", host, "mode"]
+            upstream = ptc_upstream(host)
+            if self.target.kind != "ecr":
+                problem = "pull-through-cache needs target kind: ecr"
+            elif upstream is None:
+                problem = (
+                    f"ECR pull-through cache cannot cache {host}; use mode: copy "
+                    "(ECR caches docker.io, ghcr.io, registry.gitlab.com, quay.io, "
+                    "registry.k8s.io, public.ecr.aws, *.azurecr.io and cgr.dev)"
+                )
+            elif upstream.needs_credentials and not settings.credential_list:
+                problem = f"ECR caches {host} only with credentials: add credentials"
+            elif len(settings.credential_list) > 1:
+                problem = "a pull-through cache rule takes one credential, not a pool"
+            elif settings.url is not None:
+                problem = "a pull-through cache rule reaches the real upstream: remove url"
+            else:
+                continue
+            raise PydanticCustomError("config", "{problem}", {"problem": problem, "path": where})
+        return self
 
     @field_validator("registries")
     @classmethod

@@ -9,33 +9,42 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from mirror.config import load_config
 from mirror.ecr import Ecr
 from mirror.iam import DATA_PLANE_PUSH
 from mirror.lifecycle import DEFAULT_POLICY
+from mirror.log import setup_logging
 from mirror.oci.auth import Credentials
 from mirror.sync import SyncOptions, run_pass
 from mirror.wiring import Clients
 from tests.support import skopeo
-from tests.support.fake_ecr import ECR_CREDS, FakeEcr, fake_ecr
+from tests.support.ecr_front import EcrFront
+from tests.support.fake_ecr import ECR_CREDS, FakeEcr, fake_ecr, moto_server
 from tests.support.images import Image, Index, random_blob
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def module_ecr() -> Iterator[FakeEcr]:
-    with fake_ecr() as ecr:
-        yield ecr
+def moto() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
-def ecr(module_ecr: FakeEcr, monkeypatch: pytest.MonkeyPatch) -> FakeEcr:
-    module_ecr.reset()
-    for key, value in module_ecr.env().items():
-        monkeypatch.setenv(key, value)
-    return module_ecr
+def ecr(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEcr]:
+    with fake_ecr(moto) as fresh:
+        for key, value in fresh.env().items():
+            monkeypatch.setenv(key, value)
+        yield fresh
+
+
+@pytest.fixture
+def console_logs() -> None:
+    """In-process passes log as the CLI's default does, whatever a previous test set up."""
+    setup_logging("console")
 
 
 def ecr_config(tmp_path: Path, ecr: FakeEcr, hub_url: str, images: str, repository: str = ""):
@@ -102,7 +111,7 @@ def test_a_sync_into_ecr_creates_configured_repositories_and_copies_faithfully(
 
 
 def test_existing_repositories_are_reconciled_but_encryption_is_only_reported(
-    ecr, hub, seeder, tmp_path, capsys
+    ecr, hub, seeder, tmp_path, capsys, console_logs
 ):
     seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
     client = boto3.client("ecr")
@@ -215,3 +224,126 @@ def test_the_iam_policy_lists_exactly_the_aws_calls_a_sync_makes(
     assert called - {"sts:GetCallerIdentity"} == control_plane
     (repositories,) = [s for s in policy["Statement"] if s["Sid"] == "MirrorRepositories"]
     assert repositories["Resource"] == "arn:aws:ecr:us-east-1:*:repository/mirror/*"
+
+
+def test_pull_through_cache_images_are_served_by_a_rule_and_the_rest_are_copied(
+    ecr, hub, seeder, tmp_path, mirror
+):
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    path = ecr_config(
+        tmp_path, ecr, hub.url, "- nginx:1.16\n- quay.io/prometheus/node-exporter:v1.8.2"
+    )
+    text = path.read_text().replace(
+        "registries:\n", "registries:\n  quay.io: {mode: pull-through-cache}\n"
+    )
+    path.write_text(text)
+
+    plan = mirror("plan", config=path)
+
+    assert plan.code == 0, plan.err
+    served = plan.image("node-exporter:v1.8.2")
+    assert served["action"] == "pull-through-cache"
+    assert served["target"] == f"{ecr.host}/mirror/quay/prometheus/node-exporter:v1.8.2"
+    assert plan.image("nginx:1.16")["action"] == "would-copy"
+    policy = json.loads(mirror("iam-policy", config=path).out)
+    assert "PullThroughCacheRules" in {s["Sid"] for s in policy["Statement"]}
+
+    config = load_config(path)
+    clients = Clients(config)
+    assert clients.ptc is not None
+    ptc_ecr = boto3.client("ecr")
+    with Stubber(ptc_ecr) as stub:  # moto has no pull-through-cache APIs
+        stub.add_response(
+            "describe_pull_through_cache_rules",
+            {"pullThroughCacheRules": [
+                {"ecrRepositoryPrefix": "mirror/quay", "upstreamRegistryUrl": "quay.io"}]},
+            {"ecrRepositoryPrefixes": ["mirror/quay"]},
+        )  # fmt: skip
+        stub.add_response(
+            "describe_repository_creation_templates",
+            {"repositoryCreationTemplates": [{"prefix": "mirror/quay"}]},
+            {"prefixes": ["mirror/quay"]},
+        )
+        stub.add_response("update_repository_creation_template", {}, None)
+        stub.add_response(
+            "validate_pull_through_cache_rule",
+            {"isValid": True},
+            {"ecrRepositoryPrefix": "mirror/quay"},
+        )
+        clients.ptc._ecr = ptc_ecr
+        try:
+            report = run_pass(config, clients, SyncOptions())
+        finally:
+            clients.close()
+        stub.assert_no_pending_responses()
+
+    actions = {r.source: r.action for r in report.images}
+    assert actions == {
+        "docker.io/library/nginx:1.16": "copied",
+        "quay.io/prometheus/node-exporter:v1.8.2": "pull-through-cache",
+    }
+
+
+def ecr_behind_front(tmp_path, ecr, front, hub, images, repository=""):
+    path = ecr_config(tmp_path, ecr, hub.url, images, repository)
+    path.write_text(path.read_text().replace(ecr.data_plane.url, front.url))
+    return path
+
+
+def test_throttled_put_image_is_retried_and_the_sync_completes(ecr, hub, seeder, tmp_path, mirror):
+    for i in range(3):
+        seeder.push(f"library/img{i}", "1", Image([random_blob(1000)]))
+    with EcrFront(ecr.data_plane.url) as front:
+        front.throttle_puts = 2
+        path = ecr_behind_front(tmp_path, ecr, front, hub, "- img0:1\n- img1:1\n- img2:1")
+
+        run = mirror("sync", config=path)
+
+    assert run.code == 0, run.out + run.err
+    assert front.throttled == 2
+    assert [i["action"] for i in run.report["images"]] == ["copied"] * 3
+
+
+def test_an_immutable_tag_that_moved_upstream_fails_with_a_hint(ecr, hub, seeder, tmp_path, mirror):
+    seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
+    with EcrFront(ecr.data_plane.url) as front:
+        front.immutable = True
+        path = ecr_behind_front(
+            tmp_path, ecr, front, hub, "- nginx:1.16", "repository: {tag_mutability: IMMUTABLE}"
+        )
+        assert mirror("sync", config=path).code == 0
+        seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
+
+        run = mirror("sync", config=path)
+
+    assert run.code == 1
+    error = run.image("nginx:1.16")["error"]
+    assert error["code"] == "IMMUTABLE_TAG"
+    assert "IMMUTABLE_WITH_EXCLUSION" in error["hint"] and "[1.16]" in error["hint"]
+
+
+def test_a_repository_near_its_image_quota_is_warned_about(
+    ecr, hub, seeder, tmp_path, monkeypatch, capsys, console_logs
+):
+    monkeypatch.setattr("mirror.ecr.IMAGES_PER_REPOSITORY", 2)
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    name = "mirror/docker-hub/library/nginx"
+    client = boto3.client("ecr")
+    client.create_repository(repositoryName=name)
+    for tag in ("old-1", "old-2"):  # moto lists what its own API was told, not the data plane
+        image = Image([random_blob(10)])
+        client.put_image(
+            repositoryName=name,
+            imageManifest=image.manifest.decode(),
+            imageTag=tag,
+            imageDigest=image.digest,
+        )
+    config = load_config(ecr_config(tmp_path, ecr, hub.url, "- nginx:1.16"))
+    clients = Clients(config)
+    try:
+        run_pass(config, clients, SyncOptions())
+    finally:
+        clients.close()
+
+    err = capsys.readouterr().err
+    assert "repository_near_image_quota" in err and "mirror/docker-hub/library/nginx" in err

@@ -11,7 +11,7 @@ from moto.server import ThreadedMotoServer
 
 from tests.support.registry import LocalRegistry, free_port
 
-__all__ = ["ACCOUNT", "ECR_CREDS", "REGION", "FakeEcr", "fake_ecr"]
+__all__ = ["ACCOUNT", "ECR_CREDS", "REGION", "FakeEcr", "fake_ecr", "moto_server"]
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -24,9 +24,6 @@ class FakeEcr:
         self.data_plane = data_plane
         self.host = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 
-    def reset(self) -> None:
-        httpx.post(f"{self.endpoint}/moto-api/reset").raise_for_status()
-
     def env(self) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
@@ -37,11 +34,19 @@ class FakeEcr:
 
 
 @contextmanager
-def fake_ecr() -> Iterator[FakeEcr]:
+def moto_server() -> Iterator[str]:
+    """moto in server mode on 127.0.0.1; yields its endpoint URL."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     try:
-        with LocalRegistry(htpasswd=("AWS", f"{ACCOUNT}-auth-token")) as registry:
-            yield FakeEcr(f"http://127.0.0.1:{server._port}", registry)
+        yield f"http://127.0.0.1:{server._port}"
     finally:
         server.stop()
+
+
+@contextmanager
+def fake_ecr(endpoint: str) -> Iterator[FakeEcr]:
+    """A fresh ECR on a running moto server: control plane reset, new data plane."""
+    httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()
+    with LocalRegistry(htpasswd=("AWS", f"{ACCOUNT}-auth-token")) as registry:
+        yield FakeEcr(endpoint, registry)

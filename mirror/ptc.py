@@ -1,0 +1,224 @@
+"""ECR pull-through cache: for upstreams ECR can cache, a rule instead of copies.
+
+For `registries.<host>.mode: pull-through-cache` mirror makes sure of, in order:
+1. the `ecr-pullthroughcache/...` Secrets Manager secret, for upstreams that need one;
+2. the rule `<prefix>/<alias>` -> upstream (created, or its credential updated);
+3. a repository creation template, so repositories ECR creates on a cache miss get the
+   same settings (mutability, encryption, tags, lifecycle) as the ones mirror creates;
+4. that the rule validates (ECR can reach the upstream with the credential).
+Optionally each configured tag is then pulled through ECR once (pre-warm), so the first
+build does not wait for the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from mirror.config.model import RepositorySettings
+from mirror.ecr import AwsError, call_aws, encryption_configuration, exclusion_filters
+from mirror.oci.auth import Credentials
+from mirror.oci.reference import registry_alias
+
+__all__ = ["CacheableUpstream", "PullThroughCache", "ptc_prefix", "ptc_upstream"]
+
+log = structlog.get_logger(__name__)
+
+_PREFIX_RE = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+SECRET_PREFIX = "ecr-pullthroughcache/"
+
+
+@dataclass(frozen=True)
+class CacheableUpstream:
+    """How ECR names an upstream registry it can cache."""
+
+    registry: str  # the UpstreamRegistry enum value
+    url: str  # upstreamRegistryUrl
+    needs_credentials: bool
+
+
+_SUPPORTED = {
+    "docker.io": CacheableUpstream("docker-hub", "registry-1.docker.io", True),
+    "ghcr.io": CacheableUpstream("github-container-registry", "ghcr.io", True),
+    "registry.gitlab.com": CacheableUpstream(
+        "gitlab-container-registry", "registry.gitlab.com", True
+    ),
+    "cgr.dev": CacheableUpstream("chainguard", "cgr.dev", True),
+    "quay.io": CacheableUpstream("quay", "quay.io", False),
+    "registry.k8s.io": CacheableUpstream("k8s", "registry.k8s.io", False),
+    "public.ecr.aws": CacheableUpstream("ecr-public", "public.ecr.aws", False),
+}
+
+
+def ptc_upstream(host: str) -> CacheableUpstream | None:
+    """ECR's name for `host` as a pull-through-cache upstream, or None if it has none."""
+    if host.endswith(".azurecr.io"):
+        return CacheableUpstream("azure-container-registry", host, True)
+    return _SUPPORTED.get(host)
+
+
+def ptc_prefix(repository_prefix: str, host: str) -> str:
+    """`<prefix>/<alias>` when ECR's rule prefix rules (2-30 characters) allow it; else
+    the alias alone, cut to 30 characters."""
+    alias = registry_alias(host)
+    wanted = "/".join(p for p in (repository_prefix.strip("/"), alias) if p)
+    if 2 <= len(wanted) <= 30 and _PREFIX_RE.match(wanted):
+        return wanted
+    return alias[:30].rstrip("._-")
+
+
+class PullThroughCache:
+    def __init__(
+        self,
+        ecr: Any,
+        secrets: Any,
+        settings: RepositorySettings,
+        lifecycle_policy: dict[str, Any] | None,
+    ) -> None:
+        self._ecr = ecr
+        self._secrets = secrets
+        self._settings = settings
+        self._lifecycle = lifecycle_policy
+
+    def ensure(
+        self,
+        host: str,
+        prefix: str,
+        credentials: Credentials | None,
+        secret_arn: str | None = None,
+    ) -> None:
+        """Secret, rule, template and validation for one upstream; raises AwsError."""
+        upstream = ptc_upstream(host)
+        assert upstream is not None, "the config loader refuses unsupported upstreams"
+        credential_arn = None
+        if upstream.needs_credentials:
+            credential_arn = self._credential_arn(prefix, credentials, secret_arn)
+        self._ensure_rule(prefix, upstream, credential_arn)
+        self._ensure_template(prefix)
+        validation = call_aws(
+            self._ecr, "validate_pull_through_cache_rule", ecrRepositoryPrefix=prefix
+        )
+        if not validation.get("isValid", False):
+            raise AwsError(
+                f"pull-through cache rule {prefix} -> {upstream.url} does not validate: "
+                f"{validation.get('failure', 'no reason given')}",
+                code="PTC_INVALID",
+                hint="check the upstream credentials in the ecr-pullthroughcache/ secret",
+            )
+        log.info("pull_through_cache_ready", prefix=prefix, upstream=upstream.url)
+
+    def _credential_arn(
+        self, prefix: str, credentials: Credentials | None, secret_arn: str | None
+    ) -> str:
+        """ECR reads upstream credentials only from secrets named ecr-pullthroughcache/...:
+        use such a secret as configured, or keep one in step with the configured ones."""
+        if secret_arn and f":secret:{SECRET_PREFIX}" in secret_arn:
+            return secret_arn
+        if credentials is None:
+            raise AwsError(
+                f"pull-through cache for {prefix} needs upstream credentials",
+                code="PTC_CREDENTIALS",
+                hint="add credentials to this registry in the config",
+            )
+        name = SECRET_PREFIX + prefix.replace("/", "-")
+        value = json.dumps({"username": credentials.username, "accessToken": credentials.password})
+        try:
+            found = call_aws(self._secrets, "describe_secret", SecretId=name)
+        except AwsError as exc:
+            if exc.code != "ResourceNotFoundException":
+                raise
+            created = call_aws(
+                self._secrets,
+                "create_secret",
+                Name=name,
+                SecretString=value,
+                Description="Upstream credentials for an ECR pull-through cache rule (mirror)",
+            )
+            return str(created["ARN"])
+        current = call_aws(self._secrets, "get_secret_value", SecretId=name)
+        if current.get("SecretString") != value:
+            call_aws(self._secrets, "put_secret_value", SecretId=name, SecretString=value)
+            log.info("pull_through_cache_secret_updated", secret=name)
+        return str(found["ARN"])
+
+    def _ensure_rule(
+        self, prefix: str, upstream: CacheableUpstream, credential_arn: str | None
+    ) -> None:
+        existing = self._rule(prefix)
+        if existing is None:
+            arguments: dict[str, Any] = {
+                "ecrRepositoryPrefix": prefix,
+                "upstreamRegistryUrl": upstream.url,
+                "upstreamRegistry": upstream.registry,
+            }
+            if credential_arn:
+                arguments["credentialArn"] = credential_arn
+            try:
+                call_aws(self._ecr, "create_pull_through_cache_rule", **arguments)
+                log.info("pull_through_cache_rule_created", prefix=prefix, upstream=upstream.url)
+                return
+            except AwsError as exc:
+                if exc.code != "PullThroughCacheRuleAlreadyExistsException":
+                    raise
+            existing = self._rule(prefix)  # another run made it meanwhile
+            assert existing is not None
+        if existing.get("upstreamRegistryUrl") != upstream.url:
+            raise AwsError(
+                f"the pull-through cache rule {prefix} caches "
+                f"{existing.get('upstreamRegistryUrl')}, not {upstream.url}",
+                code="PTC_CONFLICT",
+                hint="delete that rule, or set another target.repository_prefix",
+            )
+        if credential_arn and existing.get("credentialArn") != credential_arn:
+            call_aws(
+                self._ecr,
+                "update_pull_through_cache_rule",
+                ecrRepositoryPrefix=prefix,
+                credentialArn=credential_arn,
+            )
+            log.info("pull_through_cache_rule_updated", prefix=prefix)
+
+    def _rule(self, prefix: str) -> dict[str, Any] | None:
+        try:
+            found = call_aws(
+                self._ecr, "describe_pull_through_cache_rules", ecrRepositoryPrefixes=[prefix]
+            )
+        except AwsError as exc:
+            if exc.code == "PullThroughCacheRuleNotFoundException":
+                return None
+            raise
+        rules: list[dict[str, Any]] = found.get("pullThroughCacheRules") or []
+        return rules[0] if rules else None
+
+    def _template(self, prefix: str) -> dict[str, Any]:
+        settings = self._settings
+        template: dict[str, Any] = {
+            "prefix": prefix,
+            "description": "Settings for repositories cached by mirror's pull-through rule",
+            "appliedFor": ["PULL_THROUGH_CACHE"],
+            "imageTagMutability": settings.tag_mutability,
+            "encryptionConfiguration": encryption_configuration(settings),
+            "resourceTags": [{"Key": k, "Value": v} for k, v in settings.tags.items()],
+        }
+        if settings.tag_mutability_exclusions:
+            template["imageTagMutabilityExclusionFilters"] = exclusion_filters(settings)
+        if self._lifecycle is not None:
+            template["lifecyclePolicy"] = json.dumps(self._lifecycle)
+        return template
+
+    def _ensure_template(self, prefix: str) -> None:
+        wanted = self._template(prefix)
+        found = call_aws(self._ecr, "describe_repository_creation_templates", prefixes=[prefix])
+        existing = found.get("repositoryCreationTemplates") or []
+        if not existing:
+            call_aws(self._ecr, "create_repository_creation_template", **wanted)
+            log.info("repository_creation_template_created", prefix=prefix)
+            return
+        current = existing[0]
+        if any(current.get(k) != v for k, v in wanted.items() if k != "description"):
+            call_aws(self._ecr, "update_repository_creation_template", **wanted)
+            log.info("repository_creation_template_updated", prefix=prefix)
