@@ -12,12 +12,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mirror.buildspec import (
+    collect_pulls,
+    only_used,
+    render_build_context,
+    render_commands,
+    render_fragment,
+    render_script,
+)
 from mirror.config import Config, load_config, resolve_config_path
+from mirror.dockerfile import base_images
 from mirror.durations import parse_duration
 from mirror.errors import ConfigError, MirrorError
 from mirror.iam import policy_document
 from mirror.log import setup_logging
 from mirror.naming import target_reference
+from mirror.publish import merge_commands, publish
 from mirror.ratelimit import probe_rate_limits
 from mirror.report import Action, ImageResult, PassReport, write_report
 from mirror.sync import DEFAULT_MAX_WAIT_SECONDS, SyncOptions, run_pass
@@ -57,6 +67,37 @@ def _parser() -> argparse.ArgumentParser:
                 help="longest this pass waits for upstream quota (30s, 10m, 6h; default 10m); "
                 "images still waiting are reported as deferred",
             )
+    buildspec = commands.add_parser(
+        "buildspec",
+        parents=[common],
+        help="emit the CodeBuild include that pulls the mirrored images by digest and tags them",
+    )
+    buildspec.add_argument(
+        "--format",
+        choices=["buildspec", "script", "build-context"],
+        default="buildspec",
+        help="a buildspec 0.2 fragment (default), a bash script, or --build-context flags",
+    )
+    buildspec.add_argument(
+        "--dockerfile",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="only the images these Dockerfiles use (repeatable)",
+    )
+    buildspec.add_argument(
+        "--merge",
+        type=Path,
+        metavar="BUILDSPEC",
+        help="insert the commands at the start of pre_build in this buildspec (in place "
+        "unless --output is given); a second merge replaces the first",
+    )
+    buildspec.add_argument(
+        "--output",
+        metavar="DEST",
+        help="a file, s3://BUCKET/KEY or ssm:/PARAMETER (default: stdout)",
+    )
     commands.add_parser(
         "iam-policy",
         parents=[common],
@@ -129,6 +170,38 @@ def _summary(report: PassReport) -> str:
     return text
 
 
+def _buildspec(config: Config, args: argparse.Namespace) -> int:
+    if args.merge and args.format != "buildspec":
+        raise ConfigError("--merge goes with --format buildspec")
+    missing = [str(p) for p in args.dockerfile if not p.is_file()]
+    if missing:
+        raise ConfigError(f"--dockerfile: no such file: {', '.join(missing)}")
+    clients = Clients(config)
+    try:
+        pulls, warnings = collect_pulls(config, clients)
+    finally:
+        clients.close()
+    if args.dockerfile:
+        pulls, unused = only_used(pulls, base_images(args.dockerfile))
+        warnings += unused
+    for warning in warnings:
+        print(f"mirror: warning: {warning}", file=sys.stderr)
+    registry = clients.target_registry
+    if args.format == "script":
+        text = render_script(config, registry, pulls)
+    elif args.format == "build-context":
+        text = render_build_context(registry, pulls)
+    elif args.merge:
+        text = merge_commands(args.merge, render_commands(config, registry, pulls))
+    else:
+        text = render_fragment(config, registry, pulls)
+    destination = args.output or (str(args.merge) if args.merge else None)
+    where = publish(text, destination)
+    if where != "stdout":
+        print(f"mirror: {len(pulls)} images written to {where}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _iam_policy(config: Config) -> int:
     document = policy_document(config)
     if not document["Statement"]:
@@ -193,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ratelimit(config)
         if args.command == "iam-policy":
             return _iam_policy(config)
+        if args.command == "buildspec":
+            return _buildspec(config, args)
         return _run(config, args)
     except ConfigError as exc:
         print(f"mirror: {exc}", file=sys.stderr)

@@ -38,7 +38,7 @@ from mirror.scheduler import QuotaScheduler
 from mirror.selection import select_tags
 from mirror.wiring import Clients
 
-__all__ = ["SyncOptions", "resolve_jobs", "run_pass"]
+__all__ = ["SyncOptions", "pull_through_cached", "resolve_jobs", "run_pass"]
 
 log = structlog.get_logger(__name__)
 # One event per image per pass, under its own name so a console run can leave them to
@@ -87,10 +87,10 @@ def _entry_tags(entry: ImageEntry, clients: Clients) -> list[str | None]:
     return list(chosen)
 
 
-def _cached(config: Config, registry: str) -> str | None:
-    """`registry` when an ECR pull-through cache rule serves it, else None."""
+def pull_through_cached(config: Config, registry: str) -> bool:
+    """Whether an ECR pull-through cache rule serves `registry` (nothing is copied)."""
     settings = config.model.registries.get(registry)
-    return registry if settings and settings.mode == "pull-through-cache" else None
+    return settings is not None and settings.mode == "pull-through-cache"
 
 
 def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[ImageResult]]:
@@ -107,11 +107,12 @@ def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[
                 ImageResult(source=entry.describe(), target="", error=ErrorInfo.from_exception(exc))
             )
             continue
-        cached = _cached(config, entry.source.registry)
+        cached = pull_through_cached(config, entry.source.registry)
+        rule_prefix = ptc_prefix(prefix, entry.source.registry)
         for tag in tags:
             source = entry.source.with_tag(tag) if tag else entry.source
             target = (
-                pull_through_reference(source, target_registry, ptc_prefix(prefix, cached))
+                pull_through_reference(source, target_registry, rule_prefix)
                 if cached
                 else target_reference(source, target_registry, prefix)
             )
@@ -299,7 +300,7 @@ class _Pass:
             jobs, failures = resolve_jobs(self.config, self.clients)
             for failure in failures:
                 self.record(failure)
-            cached = [j for j in jobs if _cached(self.config, j.source.registry)]
+            cached = [j for j in jobs if pull_through_cached(self.config, j.source.registry)]
             self.pull_through(cached)
             jobs = [j for j in jobs if j not in cached]
             blobs = BlobCopier(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from mirror.cli import main
+from tests.support.fake_ecr import FakeEcr, fake_ecr, moto_server
 from tests.support.hub import DockerHubFront
 from tests.support.images import Seeder
 from tests.support.registry import LocalRegistry
@@ -41,6 +42,23 @@ def seeder(upstream: LocalRegistry) -> Iterator[Seeder]:
     client = Seeder(upstream.url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    """moto in server mode, one per test module; `ecr` resets it for every test."""
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def ecr(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEcr]:
+    """A fresh fake ECR (moto control plane, htpasswd registry data plane), with the AWS
+    environment pointing at it."""
+    with fake_ecr(moto) as fresh:
+        for key, value in fresh.env().items():
+            monkeypatch.setenv(key, value)
+        yield fresh
 
 
 @dataclass

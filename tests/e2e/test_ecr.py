@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -21,24 +20,10 @@ from mirror.sync import SyncOptions, run_pass
 from mirror.wiring import Clients
 from tests.support import skopeo
 from tests.support.ecr_front import EcrFront
-from tests.support.fake_ecr import ECR_CREDS, FakeEcr, fake_ecr, moto_server
+from tests.support.fake_ecr import ECR_CREDS, FakeEcr
 from tests.support.images import Image, Index, random_blob
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def ecr(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEcr]:
-    with fake_ecr(moto) as fresh:
-        for key, value in fresh.env().items():
-            monkeypatch.setenv(key, value)
-        yield fresh
 
 
 @pytest.fixture

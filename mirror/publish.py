@@ -1,0 +1,104 @@
+"""Where a generated include goes: stdout, a file, `s3://bucket/key`, `ssm:/parameter`;
+and merging the commands into an existing buildspec, keeping everything else in it.
+
+A merge finds its own earlier block by the first and last commands it writes
+(BEGIN_MARK/END_MARK) and replaces it, so merging twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from mirror.buildspec import BEGIN_MARK, END_MARK
+from mirror.errors import ConfigError
+
+__all__ = ["merge_commands", "publish"]
+
+SSM_STANDARD_LIMIT = 4096
+
+
+def _write_file(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o755 if text.startswith("#!") else 0o644)
+    os.replace(tmp, path)
+
+
+def publish(text: str, destination: str | None) -> str:
+    """Write `text` to `destination`; returns where it went, for the user."""
+    if destination is None or destination == "-":
+        sys.stdout.write(text)
+        return "stdout"
+    if destination.startswith("s3://"):
+        import boto3
+
+        bucket, _, key = destination.removeprefix("s3://").partition("/")
+        if not bucket or not key:
+            raise ConfigError(f"--output {destination}: write s3://BUCKET/KEY")
+        boto3.client("s3").put_object(
+            Bucket=bucket, Key=key, Body=text.encode(), ContentType="text/plain"
+        )
+        return destination
+    if destination.startswith("ssm:"):
+        import boto3
+
+        name = destination.removeprefix("ssm:")
+        if not name.startswith("/"):
+            raise ConfigError(f"--output {destination}: write ssm:/PARAMETER/NAME")
+        tier = "Standard" if len(text.encode()) <= SSM_STANDARD_LIMIT else "Advanced"
+        boto3.client("ssm").put_parameter(
+            Name=name, Value=text, Type="String", Overwrite=True, Tier=tier
+        )
+        return destination
+    _write_file(Path(destination), text)
+    return destination
+
+
+def _without_old_block(commands: CommentedSeq) -> None:
+    texts = [str(c) for c in commands]
+    if BEGIN_MARK in texts and END_MARK in texts:
+        start, end = texts.index(BEGIN_MARK), texts.index(END_MARK)
+        if start <= end:
+            del commands[start : end + 1]
+
+
+def merge_commands(buildspec: Path, commands: list[str]) -> str:
+    """The buildspec with `commands` first in phases.pre_build.commands (replacing an
+    earlier mirror block), its comments, order and other phases kept."""
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    try:
+        document: Any = yaml.load(buildspec.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {buildspec}: {exc.strerror}") from None
+    except YAMLError as exc:
+        raise ConfigError(f"{buildspec} is not valid YAML: {exc}") from None
+    if not isinstance(document, CommentedMap):
+        raise ConfigError(f"{buildspec} is not a buildspec (a mapping with version and phases)")
+    phases = document.setdefault("phases", CommentedMap())
+    pre_build = phases.get("pre_build")
+    if pre_build is None:
+        pre_build = CommentedMap()
+        phases.insert(0, "pre_build", pre_build)
+    existing = pre_build.get("commands")
+    if existing is None:
+        existing = CommentedSeq()
+        pre_build["commands"] = existing
+    _without_old_block(existing)
+    for offset, command in enumerate(commands):
+        existing.insert(offset, command)
+    out = io.StringIO()
+    yaml.dump(document, out)
+    return out.getvalue()
