@@ -34,6 +34,7 @@ __all__ = [
     "Pull",
     "collect_pulls",
     "only_used",
+    "render",
     "render_build_context",
     "render_commands",
     "render_fragment",
@@ -209,6 +210,15 @@ def render_script(config: Config, registry: str, pulls: list[Pull]) -> str:
         images="\n".join(" ".join([p.path, *p.names]) for p in pulls),
         count=len(pulls),
     )
+
+
+def render(fmt: str, config: Config, registry: str, pulls: list[Pull]) -> str:
+    """The include in one of the formats `--format` names."""
+    if fmt == "script":
+        return render_script(config, registry, pulls)
+    if fmt == "build-context":
+        return render_build_context(registry, pulls)
+    return render_fragment(config, registry, pulls)
 
 
 def render_build_context(registry: str, pulls: list[Pull]) -> str:

@@ -12,15 +12,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mirror.buildspec import (
-    collect_pulls,
-    only_used,
-    render_build_context,
-    render_commands,
-    render_fragment,
-    render_script,
-)
+from mirror import __version__
+from mirror.buildspec import collect_pulls, only_used, render, render_commands
 from mirror.config import Config, load_config, resolve_config_path
+from mirror.config.model import DaemonSettings
+from mirror.daemon import Daemon, check_health
 from mirror.dockerfile import base_images
 from mirror.durations import parse_duration
 from mirror.errors import ConfigError, MirrorError
@@ -43,11 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--config", help="config file (default: $MIRROR_CONFIG or config/mirror.yaml)"
     )
-    common.add_argument("--log-format", choices=["console", "json"], default="console")
+    common.add_argument(
+        "--log-format",
+        choices=["console", "json"],
+        help="console (default) or json (default for the daemon: one object a line on stdout)",
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser = argparse.ArgumentParser(
         prog="mirror", description="Mirror upstream container images into a private registry."
     )
+    parser.add_argument("--version", action="version", version=f"mirror {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser(
         "validate", parents=[common], help="check the config and print the resolved image list"
@@ -55,10 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("sync", "copy every image that changed upstream"),
         ("plan", "show what sync would copy and what it costs upstream, writing nothing"),
+        ("daemon", "sync on the config's schedule, with /healthz and /metrics (ECS service)"),
     ):
         command = commands.add_parser(name, parents=[common], help=text)
-        command.add_argument("--report", type=Path, help="write a JSON report to this path")
-        if name == "sync":
+        command.add_argument(
+            "--shard",
+            type=_shard,
+            default=(0, 1),
+            metavar="I/N",
+            help="copy only the I-th of N deterministic shares of the images (0 <= I < N)",
+        )
+        if name != "daemon":
+            command.add_argument("--report", type=Path, help="write a JSON report to this path")
+        if name != "plan":
             command.add_argument(
                 "--max-wait",
                 type=_duration,
@@ -103,12 +113,25 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="print the least-privilege IAM policy (JSON) this config needs",
     )
+    health = commands.add_parser(
+        "health",
+        parents=[common],
+        help="exit 0 if the local daemon reports healthy (an ECS container health check)",
+    )
+    health.add_argument("--port", type=int, help="default: daemon.health_port of the config")
     commands.add_parser(
         "ratelimit",
         parents=[common],
         help="show each upstream's pull quota (limit, remaining, window), spending none",
     )
     return parser
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"invalid shard {text!r}: write I/N with 0 <= I < N")
+    return int(index), int(count)
 
 
 def _duration(text: str) -> float:
@@ -187,14 +210,10 @@ def _buildspec(config: Config, args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"mirror: warning: {warning}", file=sys.stderr)
     registry = clients.target_registry
-    if args.format == "script":
-        text = render_script(config, registry, pulls)
-    elif args.format == "build-context":
-        text = render_build_context(registry, pulls)
-    elif args.merge:
+    if args.merge:
         text = merge_commands(args.merge, render_commands(config, registry, pulls))
     else:
-        text = render_fragment(config, registry, pulls)
+        text = render(args.format, config, registry, pulls)
     destination = args.output or (str(args.merge) if args.merge else None)
     where = publish(text, destination)
     if where != "stdout":
@@ -233,7 +252,7 @@ def _ratelimit(config: Config) -> int:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
-    human = args.log_format == "console"
+    human = args.log_format in (None, "console")
     clients = Clients(config)
     try:
         report = run_pass(
@@ -242,6 +261,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
             SyncOptions(
                 dry_run=args.command == "plan",
                 max_wait=getattr(args, "max_wait", DEFAULT_MAX_WAIT_SECONDS),
+                shard=args.shard,
             ),
             on_result=(lambda r: print(_line(r), flush=True)) if human else None,
         )
@@ -254,11 +274,30 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
+def _health(args: argparse.Namespace) -> int:
+    port = args.port
+    if port is None:
+        try:
+            port = load_config(resolve_config_path(args.config)).model.daemon.health_port
+        except ConfigError:
+            port = DaemonSettings().health_port
+    healthy, detail = check_health(port)
+    print(detail.strip())
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    setup_logging(args.log_format, args.verbose)
+    daemon = args.command == "daemon"
+    setup_logging(args.log_format or ("json" if daemon else "console"), args.verbose)
+    if args.command == "health":
+        return _health(args)
     try:
+        if daemon:
+            return Daemon(
+                resolve_config_path(args.config), shard=args.shard, max_wait=args.max_wait
+            ).run()
         config = load_config(resolve_config_path(args.config))
         if args.command == "validate":
             return _validate(config)

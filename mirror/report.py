@@ -107,6 +107,7 @@ class PassReport:
     images: list[ImageResult] = field(default_factory=list)
     registries: list[RegistryUsage] = field(default_factory=list)
     seconds: float = 0.0
+    retry_in: float | None = None  # when quota-deferred images may be tried again
 
     def count(self, action: Action) -> int:
         return sum(1 for r in self.images if r.action is action)

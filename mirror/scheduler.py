@@ -9,6 +9,7 @@ instead: they are reported, not failed, and a later run picks them up.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import structlog
 
 from mirror.quota import QuotaWait
 
-__all__ = ["QuotaScheduler"]
+__all__ = ["Outcome", "QuotaScheduler"]
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -39,28 +40,41 @@ class _Queue(Generic[T]):
             self.resume_at = until
 
 
+@dataclass
+class Outcome:
+    waited: dict[str, float]  # seconds each registry spent paused
+    retry_in: float | None = None  # earliest time a deferred registry may spend again
+
+
+Defer = Callable[[T, str, str], None]  # task, code, message
+
+
 class QuotaScheduler(Generic[T]):
     """`run(tasks, work, defer)`: `work(task, resumed)` copies one image and raises
-    QuotaWait to pause its registry; `defer(task, wait)` records one that ran out of time."""
+    QuotaWait to pause its registry; `defer(task, code, message)` records one that ran out
+    of time (QUOTA_DEFERRED) or that a stop request kept from starting (STOPPING)."""
 
     def __init__(
         self,
         workers: int,
         max_wait: float,
         *,
+        stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._workers = workers
         self._max_wait = max_wait
+        self._stop = stop or threading.Event()
         self._clock = clock
+        self._retry_in: float | None = None
 
     def run(
         self,
         tasks: list[tuple[str, T]],
         work: Callable[[T, bool], None],
-        defer: Callable[[T, QuotaWait], None],
-    ) -> dict[str, float]:
-        """Run every task; returns the seconds each registry spent paused."""
+        defer: Defer[T],
+    ) -> Outcome:
+        """Run every task, unless a stop is requested: then start no more."""
         deadline = self._clock() + self._max_wait
         queues: dict[str, _Queue[T]] = {}
         for key, task in tasks:
@@ -69,6 +83,8 @@ class QuotaScheduler(Generic[T]):
         running: dict[Future[None], tuple[str, T]] = {}
         with ThreadPoolExecutor(self._workers, thread_name_prefix="image") as pool:
             while running or any(q.tasks for q in queues.values()):
+                if self._stop.is_set():
+                    self._stopping(queues, defer)
                 now = self._clock()
                 for key, queue in queues.items():
                     while queue.tasks and queue.resume_at <= now and len(running) < self._workers:
@@ -77,7 +93,7 @@ class QuotaScheduler(Generic[T]):
                 paused = [q.resume_at for q in queues.values() if q.tasks and q.resume_at > now]
                 timeout = max(0.0, min(paused) - now) if paused else None
                 if not running:
-                    time.sleep(timeout or 0.0)
+                    self._stop.wait(timeout or 0.0)
                     continue
                 done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -89,7 +105,14 @@ class QuotaScheduler(Generic[T]):
                         raise error
                     self._paused(key, queues[key], task, error, deadline, defer)
                     resumed.add(id(task))
-        return {key: round(q.waited, 3) for key, q in queues.items() if q.waited}
+        waited = {key: round(q.waited, 3) for key, q in queues.items() if q.waited}
+        return Outcome(waited, self._retry_in)
+
+    def _stopping(self, queues: dict[str, _Queue[T]], defer: Defer[T]) -> None:
+        for queue in queues.values():
+            for task in queue.tasks:
+                defer(task, "STOPPING", "not started: mirror is shutting down")
+            queue.tasks.clear()
 
     def _paused(
         self,
@@ -98,10 +121,13 @@ class QuotaScheduler(Generic[T]):
         task: T,
         quota_wait: QuotaWait,
         deadline: float,
-        defer: Callable[[T, QuotaWait], None],
+        defer: Defer[T],
     ) -> None:
         now = self._clock()
         if now + quota_wait.seconds > deadline:
+            retry_in = quota_wait.seconds
+            self._retry_in = min(self._retry_in or retry_in, retry_in)
+            message = f"{quota_wait.registry}: {quota_wait.reason}; next try in {retry_in:.0f}s"
             log.warning(
                 "quota_deferred",
                 registry=key,
@@ -110,7 +136,7 @@ class QuotaScheduler(Generic[T]):
                 reason=quota_wait.reason,
             )
             for deferred in [task, *queue.tasks]:
-                defer(deferred, quota_wait)
+                defer(deferred, "QUOTA_DEFERRED", message)
             queue.tasks.clear()
             return
         log.info(

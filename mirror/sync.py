@@ -11,6 +11,8 @@ a sync would spend and whether the quota covers it.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +40,7 @@ from mirror.scheduler import QuotaScheduler
 from mirror.selection import select_tags
 from mirror.wiring import Clients
 
-__all__ = ["SyncOptions", "pull_through_cached", "resolve_jobs", "run_pass"]
+__all__ = ["SyncOptions", "in_shard", "pull_through_cached", "resolve_jobs", "run_pass"]
 
 log = structlog.get_logger(__name__)
 # One event per image per pass, under its own name so a console run can leave them to
@@ -53,6 +55,8 @@ DEFAULT_MAX_WAIT_SECONDS = 600.0
 class SyncOptions:
     dry_run: bool = False
     max_wait: float = DEFAULT_MAX_WAIT_SECONDS  # seconds a pass may wait for quota
+    shard: tuple[int, int] = (0, 1)  # (i, n): this run copies the i-th of n shares
+    stop: threading.Event | None = None  # set: start no more images (the daemon's SIGTERM)
 
 
 @dataclass
@@ -91,6 +95,14 @@ def pull_through_cached(config: Config, registry: str) -> bool:
     """Whether an ECR pull-through cache rule serves `registry` (nothing is copied)."""
     settings = config.model.registries.get(registry)
     return settings is not None and settings.mode == "pull-through-cache"
+
+
+def in_shard(job: CopyJob, shard: tuple[int, int]) -> bool:
+    """Whether `job` is this run's: a stable hash of its target splits the images into n
+    shares, so n tasks (or n scheduled runs) never copy the same image."""
+    index, count = shard
+    digest = hashlib.sha256(str(job.target).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count == index
 
 
 def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[ImageResult]]:
@@ -254,19 +266,19 @@ class _Pass:
                 self.written.add(item.job.target.repository)
             self.record(item.result)
 
-        def defer(item: _Pending, wait: QuotaWait) -> None:
+        def defer(item: _Pending, code: str, message: str) -> None:
             item.result.action = Action.DEFERRED
             item.result.error = ErrorInfo(
-                "QUOTA_DEFERRED",
-                f"{wait.registry}: {wait.reason}; next try in {wait.seconds:.0f}s",
-                "a later run (or the daemon) copies it when the quota allows",
+                code, message, "a later run (or the daemon) copies it when the quota allows"
             )
             self.record(item.result)
 
         scheduler: QuotaScheduler[_Pending] = QuotaScheduler(
-            self.config.model.concurrency.images, self.options.max_wait
+            self.config.model.concurrency.images, self.options.max_wait, stop=self.options.stop
         )
-        return scheduler.run([(p.job.source.registry, p) for p in pending], work, defer)
+        outcome = scheduler.run([(p.job.source.registry, p) for p in pending], work, defer)
+        self.report.retry_in = outcome.retry_in
+        return outcome.waited
 
     def check_image_quotas(self) -> None:
         """ECR refuses pushes past its images-per-repository quota: warn ahead of it."""
@@ -298,6 +310,7 @@ class _Pass:
     def run(self) -> PassReport:
         if not self.target_refuses():
             jobs, failures = resolve_jobs(self.config, self.clients)
+            jobs = [j for j in jobs if in_shard(j, self.options.shard)]
             for failure in failures:
                 self.record(failure)
             cached = [j for j in jobs if pull_through_cached(self.config, j.source.registry)]

@@ -6,6 +6,7 @@ ranges) are checked here, so a bad config fails before anything is touched.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from mirror.durations import parse_duration
 from mirror.errors import MirrorError
 from mirror.oci.reference import parse_reference
 from mirror.oci.types import Platform
@@ -28,11 +30,13 @@ from mirror.selection import parse_semver_range
 
 __all__ = [
     "Concurrency",
+    "DaemonSettings",
     "Defaults",
     "EnvCredentials",
     "ImageSpec",
     "KmsEncryption",
     "MirrorConfig",
+    "PublishSettings",
     "RateLimitSettings",
     "RegistrySettings",
     "RepositorySettings",
@@ -41,6 +45,7 @@ __all__ = [
     "TargetSettings",
 ]
 
+DEFAULT_EVERY = "6h"
 _PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _ECR_HOST_RE = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _HOST_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?$")
@@ -244,6 +249,56 @@ class TargetSettings(Section):
         return value
 
 
+class PublishSettings(Section):
+    """Where the daemon republishes the CodeBuild include after a pass that moved a digest."""
+
+    output: str
+    format: Literal["buildspec", "script", "build-context"] = "script"
+
+
+class DaemonSettings(Section):
+    every: str | None = None  # 30s, 10m, 6h
+    at: list[str] | None = None  # daily times, UTC: ["02:00", "14:00"]
+    health_port: int = Field(default=8080, ge=1, le=65535)
+    health_address: str = "0.0.0.0"
+    grace_seconds: float = Field(default=25, ge=0, le=120)
+    unhealthy_after: int = Field(default=3, ge=1)  # scheduled intervals without a success
+    publish_buildspec: PublishSettings | None = None
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) < 1:
+            raise ValueError("every must be at least 1s")
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: list[str] | None) -> list[str] | None:
+        for time_of_day in value or []:
+            if not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", time_of_day):
+                raise ValueError(f"invalid time {time_of_day!r}: write HH:MM (UTC)")
+        if value is not None and not value:
+            raise ValueError("at needs at least one time")
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> DaemonSettings:
+        if self.every is not None and self.at is not None:
+            raise ValueError("give either every or at, not both")
+        return self
+
+    @property
+    def interval_seconds(self) -> float:
+        """The longest gap between two scheduled passes."""
+        if self.at:
+            minutes = sorted(int(t[:2]) * 60 + int(t[3:]) for t in self.at)
+            gaps = [b - a for a, b in itertools.pairwise(minutes)]
+            gaps.append(24 * 60 - minutes[-1] + minutes[0])
+            return max(gaps) * 60.0
+        return parse_duration(self.every or DEFAULT_EVERY)
+
+
 class Defaults(Section):
     platforms: Platforms = "all"
 
@@ -332,6 +387,7 @@ class MirrorConfig(Section):
     registries: dict[str, RegistrySettings] = Field(default_factory=dict)
     defaults: Defaults = Defaults()
     concurrency: Concurrency = Concurrency()
+    daemon: DaemonSettings = DaemonSettings()
     images: list[ImageEntrySpec] = Field(min_length=1)
 
     @model_validator(mode="after")

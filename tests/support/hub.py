@@ -79,6 +79,7 @@ class DockerHubFront:
         self.retry_after: int | None = None  # Retry-After on quota 429s (Docker omits it)
         self.corrupt: set[str] = set()  # blob digests the CDN serves with a flipped byte
         self.cut_next_blobs = 0  # this many CDN answers stop halfway and drop the connection
+        self.cdn_mib_per_second: float | None = None  # a slow CDN, for shutdowns mid-upload
         self.counters = HubCounters()
         self._tokens: dict[str, tuple[str | None, set[str]]] = {}
         self._quotas: dict[str, _Quota] = {}
@@ -354,6 +355,8 @@ class _CdnHandler(_Handler):
                 if budget is not None:
                     chunk, budget = chunk[:budget], budget - len(chunk[:budget])
                 self.wfile.write(chunk)
+                if self.hub.cdn_mib_per_second:
+                    time.sleep(len(chunk) / (self.hub.cdn_mib_per_second * 2**20))
                 if budget == 0:
                     self.close_connection = True
                     return

@@ -25,13 +25,13 @@ def test_a_waiting_registry_does_not_block_the_others():
     waited = scheduler.run(
         [("docker.io", "hub-1"), ("docker.io", "hub-2"), ("quay.io", "q-1"), ("quay.io", "q-2")],
         work,
-        lambda task, wait: None,
+        lambda task, code, message: None,
     )
 
     assert done[:2] == ["q-1", "q-2"]
     assert sorted(done) == ["hub-1", "hub-2", "q-1", "q-2"]
     assert 0.3 <= time.monotonic() - started < 2
-    assert waited["docker.io"] >= 0.3 and "quay.io" not in waited
+    assert waited.waited["docker.io"] >= 0.3 and "quay.io" not in waited.waited
 
 
 def test_a_wait_past_the_deadline_defers_the_rest_of_that_registry():
@@ -46,7 +46,7 @@ def test_a_wait_past_the_deadline_defers_the_rest_of_that_registry():
     scheduler.run(
         [("docker.io", "hub-1"), ("docker.io", "hub-2"), ("quay.io", "q-1")],
         work,
-        lambda task, wait: deferred.append(task),
+        lambda task, code, message: deferred.append(task),
     )
 
     assert deferred == ["hub-1", "hub-2"]
@@ -61,5 +61,23 @@ def test_resumed_tasks_are_told_so():
         if len(seen) == 1:
             raise QuotaWait("r", 0.05, "spent")
 
-    QuotaScheduler(workers=1, max_wait=5).run([("r", "a")], work, lambda t, w: None)
+    QuotaScheduler(workers=1, max_wait=5).run([("r", "a")], work, lambda t, c, m: None)
     assert seen == [("a", False), ("a", True)]
+
+
+def test_a_stop_request_starts_nothing_more_and_reports_the_rest():
+    stop = threading.Event()
+    started: list[str] = []
+    deferred: list[tuple[str, str]] = []
+
+    def work(task: str, resumed: bool) -> None:
+        started.append(task)
+        stop.set()  # SIGTERM arrives while the first image copies
+
+    outcome = QuotaScheduler(workers=1, max_wait=5, stop=stop).run(
+        [("r", "a"), ("r", "b"), ("q", "c")], work, lambda t, c, m: deferred.append((t, c))
+    )
+
+    assert started == ["a"]
+    assert sorted(deferred) == [("b", "STOPPING"), ("c", "STOPPING")]
+    assert outcome.retry_in is None

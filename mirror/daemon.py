@@ -1,0 +1,236 @@
+"""`mirror daemon`: `mirror sync` on a schedule, as an ECS service.
+
+- A first pass at start, then every `daemon.every` or at the daily `daemon.at` times
+  (UTC), through `schedule`; never two passes at once. Images deferred for quota come
+  back as soon as their registry's window allows, not only at the next scheduled pass.
+- The config is re-read before every pass; a broken one is reported (log, metric,
+  /healthz) and the last good one keeps running.
+- SIGTERM, which ECS sends: no new image starts, the ones in flight may finish within
+  `daemon.grace_seconds`, then the process exits 0. A second signal exits at once. Tags
+  are pushed last, so an abandoned image leaves no tag pointing at missing content.
+- `/healthz` (503 when no pass succeeded within `unhealthy_after` intervals) and
+  `/metrics` (Prometheus) on `daemon.health_port`; `mirror health` asks /healthz.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import schedule
+import structlog
+
+from mirror.buildspec import collect_pulls, render
+from mirror.config import Config, load_config
+from mirror.config.model import DaemonSettings
+from mirror.errors import ConfigError, MirrorError
+from mirror.metrics import DaemonMetrics
+from mirror.publish import publish
+from mirror.report import Action, PassReport
+from mirror.sync import SyncOptions, run_pass
+from mirror.wiring import Clients
+
+__all__ = ["Daemon", "check_health"]
+
+log = structlog.get_logger(__name__)
+TICK_SECONDS = 0.5
+
+
+@dataclass
+class _State:
+    started_at: float
+    last_success: float | None = None
+    last_pass_failed: bool = False
+    config_error: str | None = None
+    passes: int = 0
+
+
+class Daemon:
+    def __init__(self, config_path: Path, *, shard: tuple[int, int], max_wait: float) -> None:
+        self._path = config_path
+        self._config = load_config(config_path)  # a broken config at start is exit 2
+        self._shard = shard
+        self._max_wait = max_wait
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._signals = 0
+        self._pass: threading.Thread | None = None
+        self._due_at: float | None = time.monotonic()  # the first pass, now
+        self._jobs = schedule.Scheduler()
+        self._settings: DaemonSettings | None = None
+        self.metrics = DaemonMetrics()
+        self.state = _State(started_at=time.time())
+
+    # --- health ----------------------------------------------------------------------
+    def healthy(self) -> bool:
+        settings = self._config.model.daemon
+        allowed = settings.unhealthy_after * settings.interval_seconds
+        since = self.state.last_success or self.state.started_at
+        return time.time() - since <= allowed
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.healthy() else "unhealthy",
+            "passes": self.state.passes,
+            "last_success": self.state.last_success,
+            "last_pass_failed": self.state.last_pass_failed,
+            "config_error": self.state.config_error,
+            "stopping": self._stop.is_set(),
+        }
+
+    # --- schedule --------------------------------------------------------------------
+    def _plan(self, settings: DaemonSettings) -> None:
+        if settings == self._settings:
+            return
+        self._jobs.clear()
+        if settings.at:
+            for time_of_day in settings.at:
+                self._jobs.every().day.at(time_of_day, "UTC").do(self.request_pass)
+        else:
+            self._jobs.every(int(settings.interval_seconds)).seconds.do(self.request_pass)
+        self._settings = settings
+        log.info("daemon_schedule", every=settings.every, at=settings.at)
+
+    def request_pass(self, delay: float = 0.0) -> None:
+        due = time.monotonic() + delay
+        self._due_at = due if self._due_at is None else min(self._due_at, due)
+        self._wake.set()
+
+    # --- one pass --------------------------------------------------------------------
+    def _reload(self) -> Config:
+        try:
+            config = load_config(self._path)
+        except ConfigError as exc:
+            self.state.config_error = str(exc)
+            self.metrics.config_errors.inc()
+            log.error("config_invalid", error=str(exc), hint="the last good config keeps running")
+            return self._config
+        self._config, self.state.config_error = config, None
+        return config
+
+    def _run_pass(self) -> None:
+        config = self._reload()
+        self._plan(config.model.daemon)
+        try:
+            clients = Clients(config)
+        except MirrorError as exc:
+            log.error("pass_failed", error=str(exc))
+            self.state.last_pass_failed = True
+            return
+        try:
+            options = SyncOptions(max_wait=self._max_wait, shard=self._shard, stop=self._stop)
+            report = run_pass(config, clients, options)
+            self._after(config, clients, report)
+        except Exception:  # a bug must not kill the service; the next pass tries again
+            log.exception("pass_crashed")
+            self.state.last_pass_failed = True
+        finally:
+            clients.close()
+
+    def _after(self, config: Config, clients: Clients, report: PassReport) -> None:
+        finished = time.time()
+        self.state.passes += 1
+        self.state.last_pass_failed = report.failed
+        if not report.failed:
+            self.state.last_success = finished
+        self.metrics.record(report, finished)
+        log.info("pass_done", seconds=round(report.seconds, 3), **report.summary())
+        if report.retry_in is not None and not self._stop.is_set():
+            self.request_pass(delay=report.retry_in)
+        publishing = config.model.daemon.publish_buildspec
+        if publishing and report.count(Action.COPIED) and not self._stop.is_set():
+            pulls, warnings = collect_pulls(config, clients)
+            for warning in warnings:
+                log.warning("buildspec_left_out", detail=warning)
+            text = render(publishing.format, config, clients.target_registry, pulls)
+            where = publish(text, publishing.output)
+            log.info("buildspec_published", destination=where, images=len(pulls))
+
+    # --- main loop -------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("daemon_exit_now", signal=signum)
+            logging_flush()
+            os._exit(0)
+        log.info("daemon_stopping", signal=signum, grace_seconds=self._grace())
+        self._stop.set()
+        self._wake.set()
+
+    def _grace(self) -> float:
+        return self._config.model.daemon.grace_seconds
+
+    def run(self) -> int:
+        settings = self._config.model.daemon
+        server = _health_server(self, settings.health_address, settings.health_port)
+        threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self._plan(settings)
+        log.info("daemon_started", health_port=settings.health_port, shard=list(self._shard))
+        while not self._stop.is_set():
+            self._jobs.run_pending()
+            busy = self._pass is not None and self._pass.is_alive()
+            if self._due_at is not None and self._due_at <= time.monotonic() and not busy:
+                self._due_at = None
+                self._pass = threading.Thread(target=self._run_pass, name="pass", daemon=True)
+                self._pass.start()
+            self._wake.wait(TICK_SECONDS)
+            self._wake.clear()
+        if self._pass is not None:
+            self._pass.join(self._grace())
+            if self._pass.is_alive():
+                log.warning("daemon_abandoned_work", grace_seconds=self._grace())
+                logging_flush()
+                os._exit(0)  # in-flight uploads are cut; their tags were never written
+        server.shutdown()
+        log.info("daemon_stopped")
+        return 0
+
+
+def logging_flush() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def _health_server(daemon: Daemon, address: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                body = json.dumps(daemon.health()).encode()
+                status, kind = (200 if daemon.healthy() else 503), "application/json"
+            elif self.path == "/metrics":
+                body, status, kind = daemon.metrics.render(), 200, "text/plain; version=0.0.4"
+            else:
+                body, status, kind = b"not found\n", 404, "text/plain"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer((address, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def check_health(port: int, timeout: float = 3.0) -> tuple[bool, str]:
+    """What `mirror health` (an ECS container health check) asks the running daemon."""
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return False, f"no daemon answering on 127.0.0.1:{port} ({type(exc).__name__})"
+    return answer.status_code == 200, answer.text

@@ -1,0 +1,163 @@
+"""`mirror daemon` as ECS runs it: a subprocess with a schedule, health, metrics, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import skopeo
+from tests.support.images import Image, random_blob
+from tests.support.registry import free_port
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+HUB_PREFIX = "mirror/docker-hub/library"
+
+
+def wait_for(what: Callable[[], object], timeout: float = 20.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = what()
+        except (httpx.HTTPError, AssertionError):
+            value = None
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class RunningDaemon:
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mirror.cli", "daemon", "--config", str(config)],
+            cwd=ROOT,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def health(self) -> dict[str, object]:
+        return dict(httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).json())
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
+
+    def events(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def daemon_for(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
+    started: list[RunningDaemon] = []
+
+    def start(config: Path, port: int) -> RunningDaemon:
+        running = RunningDaemon(config, port, tmp_path / f"daemon-{len(started)}.log")
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
+
+
+def daemon_config(write_config, target, hub, images: str, port: int, extra: str = ""):
+    section = f"daemon:\n  every: 2s\n  health_address: 127.0.0.1\n  health_port: {port}\n"
+    return write_config(target, images, docker_io=hub.url, extra=section + extra)
+
+
+def test_the_daemon_syncs_at_start_and_on_schedule_and_reports_health_and_metrics(
+    hub, target, seeder, write_config, daemon_for
+):
+    first = seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
+    port = free_port()
+    daemon = daemon_for(daemon_config(write_config, target, hub, "- nginx:1.16", port), port)
+
+    wait_for(lambda: daemon.health()["passes"] >= 1)
+    assert skopeo.raw_digest(target.host, f"{HUB_PREFIX}/nginx:1.16") == first
+    moved = seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
+    wait_for(lambda: skopeo.raw_digest(target.host, f"{HUB_PREFIX}/nginx:1.16") == moved)
+
+    health = daemon.health()
+    assert health["status"] == "ok" and health["last_success"]
+    metrics = daemon.metrics()
+    assert 'mirror_upstream_pulls_total{credential="anonymous",registry="docker.io"} 2.0' in metrics
+    assert 'mirror_passes_total{result="ok"}' in metrics
+    assert "mirror_last_success_timestamp_seconds" in metrics
+    checked = subprocess.run(
+        [sys.executable, "-m", "mirror.cli", "health", "--port", str(port)],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout
+    assert daemon.stop() == 0
+    done = [e for e in daemon.events() if e["event"] == "image_done"]
+    assert done and all(e["source"] == "docker.io/library/nginx:1.16" for e in done)
+
+
+def test_sigterm_during_a_large_upload_exits_in_grace_and_leaves_no_broken_tag(
+    hub, target, seeder, write_config, daemon_for, mirror
+):
+    big = Image([random_blob(12 * 2**20)])
+    digest = seeder.push("library/big", "1", big)
+    hub.cdn_mib_per_second = 2.0  # a 6 s download
+    port = free_port()
+    config = daemon_config(write_config, target, hub, "- big:1", port, extra="  grace_seconds: 1\n")
+    daemon = daemon_for(config, port)
+    wait_for(lambda: hub.counters.blob_redirects >= 2)  # config and layer are streaming
+    time.sleep(0.5)
+
+    stopped_at = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - stopped_at < 1 + 3
+    manifest = httpx.head(
+        f"{target.url}/v2/{HUB_PREFIX}/big/manifests/1", headers={"Accept": big.media_type}
+    )
+    assert manifest.status_code == 404  # nothing tagged
+    events = [e["event"] for e in daemon.events()]
+    assert "daemon_stopping" in events
+
+    hub.cdn_mib_per_second = None
+    rerun = mirror("sync", config=config)
+    assert rerun.code == 0
+    assert skopeo.raw_digest(target.host, f"{HUB_PREFIX}/big:1") == digest
+    skopeo.copy_all_verifies(target.host, f"{HUB_PREFIX}/big:1")
+
+
+def test_a_config_broken_while_running_keeps_the_last_good_one(
+    hub, target, seeder, write_config, daemon_for
+):
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    port = free_port()
+    config = daemon_config(write_config, target, hub, "- nginx:1.16", port)
+    daemon = daemon_for(config, port)
+    wait_for(lambda: daemon.health()["passes"] >= 1)
+    good = config.read_text()
+
+    config.write_text(good.replace("images:", "imagez:"))
+    health = wait_for(lambda: daemon.health() if daemon.health()["config_error"] else None)
+
+    assert "unknown key 'imagez'" in str(health["config_error"])  # type: ignore[index]
+    passes = daemon.health()["passes"]
+    wait_for(lambda: daemon.health()["passes"] > passes)  # still syncing, last good config
+    assert "mirror_config_errors_total" in daemon.metrics()
+    assert daemon.health()["status"] == "ok"
+    config.write_text(good)
+    wait_for(lambda: daemon.health()["config_error"] is None)
+    assert daemon.stop() == 0
