@@ -202,7 +202,7 @@ def render_script(config: Config, registry: str, pulls: list[Pull]) -> str:
         else ""
     )
     return _SCRIPT.format(
-        config=config.path.name,
+        config=config.source.rsplit("/", 1)[-1],
         registry=registry,
         login=login,
         attempts=" ".join(str(i) for i in range(1, PULL_ATTEMPTS + 1)),

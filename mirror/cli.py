@@ -14,8 +14,9 @@ from pathlib import Path
 
 from mirror import __version__
 from mirror.buildspec import collect_pulls, only_used, render, render_commands
-from mirror.config import Config, load_config, resolve_config_path
+from mirror.config import Config, load_config, resolve_config_source
 from mirror.config.model import DaemonSettings
+from mirror.config.source import is_remote
 from mirror.daemon import Daemon, check_health
 from mirror.dockerfile import base_images
 from mirror.durations import parse_duration
@@ -118,7 +119,9 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="exit 0 if the local daemon reports healthy (an ECS container health check)",
     )
-    health.add_argument("--port", type=int, help="default: daemon.health_port of the config")
+    health.add_argument(
+        "--port", type=int, help="default: daemon.health_port of a local config, else 8080"
+    )
     commands.add_parser(
         "ratelimit",
         parents=[common],
@@ -144,7 +147,7 @@ def _duration(text: str) -> float:
 def _validate(config: Config) -> int:
     registry = target_registry_name(config)
     prefix = config.model.target.repository_prefix
-    print(f"{config.path}: valid, {len(config.images)} image entries")
+    print(f"{config.source}: valid, {len(config.images)} image entries")
     for entry in config.images:
         target = target_reference(entry.source.with_tag("TAG"), registry, prefix)
         platforms = str(entry.platforms) if entry.platforms else "all platforms"
@@ -275,15 +278,23 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    port = args.port
-    if port is None:
-        try:
-            port = load_config(resolve_config_path(args.config)).model.daemon.health_port
-        except ConfigError:
-            port = DaemonSettings().health_port
-    healthy, detail = check_health(port)
+    healthy, detail = check_health(_health_port(args))
     print(detail.strip())
     return EXIT_OK if healthy else EXIT_FAILED
+
+
+def _health_port(args: argparse.Namespace) -> int:
+    """--port, else a local config's daemon.health_port. A remote config is not fetched:
+    a health check every 30 s must not depend on S3 or cost a request."""
+    if args.port is not None:
+        return int(args.port)
+    source = resolve_config_source(args.config)
+    if not is_remote(source):
+        try:
+            return load_config(source).model.daemon.health_port
+        except ConfigError:
+            pass
+    return DaemonSettings().health_port
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,9 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if daemon:
             return Daemon(
-                resolve_config_path(args.config), shard=args.shard, max_wait=args.max_wait
+                resolve_config_source(args.config), shard=args.shard, max_wait=args.max_wait
             ).run()
-        config = load_config(resolve_config_path(args.config))
+        config = load_config(resolve_config_source(args.config))
         if args.command == "validate":
             return _validate(config)
         if args.command == "ratelimit":

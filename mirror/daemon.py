@@ -22,7 +22,6 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -56,9 +55,9 @@ class _State:
 
 
 class Daemon:
-    def __init__(self, config_path: Path, *, shard: tuple[int, int], max_wait: float) -> None:
-        self._path = config_path
-        self._config = load_config(config_path)  # a broken config at start is exit 2
+    def __init__(self, config_source: str, *, shard: tuple[int, int], max_wait: float) -> None:
+        self._source = config_source
+        self._config = load_config(config_source)  # a broken config at start is exit 2
         self._shard = shard
         self._max_wait = max_wait
         self._stop = threading.Event()
@@ -109,7 +108,7 @@ class Daemon:
     # --- one pass --------------------------------------------------------------------
     def _reload(self) -> Config:
         try:
-            config = load_config(self._path)
+            config = load_config(self._source)
         except ConfigError as exc:
             self.state.config_error = str(exc)
             self.metrics.config_errors.inc()

@@ -13,6 +13,7 @@ from typing import Any
 
 from mirror.config import Config
 from mirror.config.model import KmsEncryption, SecretCredentials
+from mirror.config.source import remote_resource
 
 __all__ = ["DATA_PLANE_PUSH", "policy_document", "repository_actions"]
 
@@ -64,6 +65,7 @@ def policy_document(config: Config) -> dict[str, Any]:
         for spec in settings.credential_list
         if isinstance(spec, SecretCredentials)
     )
+    statements += _config_statements(config)
     if secrets:
         statements.append(
             {
@@ -74,6 +76,30 @@ def policy_document(config: Config) -> dict[str, Any]:
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _config_statements(config: Config) -> list[dict[str, Any]]:
+    """Reading a config kept in S3 or Parameter Store, and publishing the CodeBuild include
+    there (`daemon.publish_buildspec`)."""
+    account, region = _account_and_region(config)
+    wanted = [("ReadConfig", config.source, False)]
+    publishing = config.model.daemon.publish_buildspec
+    if publishing is not None:
+        wanted.append(("PublishBuildspec", publishing.output, True))
+    statements: list[dict[str, Any]] = []
+    for sid, where, writes in wanted:
+        resource = remote_resource(where)
+        if resource is None:
+            continue
+        service, bucket, key = resource
+        if service == "s3":
+            action = "s3:PutObject" if writes else "s3:GetObject"
+            arn = f"arn:aws:s3:::{bucket}/{key}"
+        else:
+            action = "ssm:PutParameter" if writes else "ssm:GetParameter"
+            arn = f"arn:aws:ssm:{region}:{account}:parameter{key}"
+        statements.append({"Sid": sid, "Effect": "Allow", "Action": [action], "Resource": arn})
+    return statements
 
 
 def _ecr_statements(config: Config) -> list[dict[str, Any]]:

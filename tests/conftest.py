@@ -78,7 +78,7 @@ class Run:
 def mirror(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
     """Run the CLI in-process: `mirror("sync", config=path)` -> Run with the JSON report."""
 
-    def run(*args: str, config: Path) -> Run:
+    def run(*args: str, config: Path | str) -> Run:
         report = tmp_path / "report.json"
         report.unlink(missing_ok=True)
         wants_report = args[0] in ("sync", "plan")

@@ -5,7 +5,7 @@ from mirror.config.load import (
     Config,
     ImageEntry,
     load_config,
-    resolve_config_path,
+    resolve_config_source,
 )
 
-__all__ = ["DEFAULT_CONFIG_PATH", "Config", "ImageEntry", "load_config", "resolve_config_path"]
+__all__ = ["DEFAULT_CONFIG_PATH", "Config", "ImageEntry", "load_config", "resolve_config_source"]

@@ -17,12 +17,13 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from mirror.config.model import ImageSpec, MirrorConfig, TagRule
+from mirror.config.source import config_base_dir, read_config_text
 from mirror.errors import ConfigError
 from mirror.lifecycle import load_policy
 from mirror.oci.reference import Reference, parse_reference
 from mirror.oci.types import Platform, PlatformFilter
 
-__all__ = ["DEFAULT_CONFIG_PATH", "Config", "ImageEntry", "load_config", "resolve_config_path"]
+__all__ = ["DEFAULT_CONFIG_PATH", "Config", "ImageEntry", "load_config", "resolve_config_source"]
 
 DEFAULT_CONFIG_PATH = Path("config/mirror.yaml")
 _MAX_ERRORS_SHOWN = 10
@@ -49,14 +50,14 @@ class ImageEntry:
 
 @dataclass(frozen=True)
 class Config:
-    path: Path
+    source: str  # a file path, s3://BUCKET/KEY or ssm:/PARAMETER
     model: MirrorConfig
     images: tuple[ImageEntry, ...]
     lifecycle_policy: dict[str, Any] | None = None  # kind: ecr; None: leave policies alone
 
 
-def resolve_config_path(given: str | None) -> Path:
-    return Path(given or os.environ.get("MIRROR_CONFIG") or DEFAULT_CONFIG_PATH)
+def resolve_config_source(given: str | None) -> str:
+    return given or os.environ.get("MIRROR_CONFIG") or str(DEFAULT_CONFIG_PATH)
 
 
 def _plain(node: Any) -> Any:
@@ -91,7 +92,7 @@ def _locate(tree: Any, loc: tuple[int | str, ...]) -> tuple[int, str]:
     return line, path or "(top level)"
 
 
-def _format_errors(path: Path, tree: Any, error: ValidationError) -> str:
+def _format_errors(path: str, tree: Any, error: ValidationError) -> str:
     lines = []
     for item in error.errors()[:_MAX_ERRORS_SHOWN]:
         loc = tuple(item["loc"])
@@ -139,15 +140,10 @@ def _entries(model: MirrorConfig, tree: Any) -> tuple[ImageEntry, ...]:
     return tuple(entries)
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate `path`; any problem is a ConfigError naming file, line and key."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read config {path}: {exc.strerror}",
-            hint="pass --config PATH or set MIRROR_CONFIG",
-        ) from None
+def load_config(source: str | Path) -> Config:
+    """Read and validate a config; any problem is a ConfigError naming file, line and key."""
+    path = str(source)
+    text = read_config_text(path)
     try:
         tree = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
@@ -163,7 +159,7 @@ def load_config(path: Path) -> Config:
     policy = None
     if model.target.kind == "ecr":
         try:
-            policy = load_policy(model.target.repository.lifecycle_policy, path.parent)
+            policy = load_policy(model.target.repository.lifecycle_policy, config_base_dir(path))
         except ValueError as exc:
             loc = ("target", "repository", "lifecycle_policy")
             line, where = _locate(tree, loc)

@@ -1,0 +1,65 @@
+"""Where a config is read from: a local file, `s3://BUCKET/KEY` or `ssm:/PARAMETER`.
+
+On ECS the daemon reads its config from S3 or Parameter Store, and re-reads it before
+every pass, so a changed config takes effect without a new deployment. The same
+`--config`/`MIRROR_CONFIG` value works for every command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mirror.errors import ConfigError
+
+__all__ = ["config_base_dir", "is_remote", "read_config_text", "remote_resource"]
+
+_HINT = "pass --config PATH, s3://BUCKET/KEY or ssm:/PARAMETER, or set MIRROR_CONFIG"
+
+
+def is_remote(source: str) -> bool:
+    return source.startswith(("s3://", "ssm:"))
+
+
+def remote_resource(source: str) -> tuple[str, str, str] | None:
+    """(service, bucket or "", key or parameter name) of a remote source, else None."""
+    if source.startswith("s3://"):
+        bucket, _, key = source.removeprefix("s3://").partition("/")
+        if not bucket or not key:
+            raise ConfigError(f"config {source}: write s3://BUCKET/KEY", hint=_HINT)
+        return "s3", bucket, key
+    if source.startswith("ssm:"):
+        name = source.removeprefix("ssm:")
+        if not name.startswith("/"):
+            raise ConfigError(f"config {source}: write ssm:/PARAMETER/NAME", hint=_HINT)
+        return "ssm", "", name
+    return None
+
+
+def config_base_dir(source: str) -> Path:
+    """What relative paths inside the config (lifecycle_policy) are read against."""
+    return Path.cwd() if is_remote(source) else Path(source).parent
+
+
+def read_config_text(source: str) -> str:
+    resource = remote_resource(source)
+    if resource is None:
+        try:
+            return Path(source).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {source}: {exc.strerror}", hint=_HINT) from None
+    service, bucket, key = resource
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        if service == "s3":
+            body: Any = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+            return str(body.read().decode())
+        answer = boto3.client("ssm").get_parameter(Name=key, WithDecryption=True)
+        return str(answer["Parameter"]["Value"])
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise ConfigError(f"cannot read config {source}: {code}", hint=_HINT) from None
+    except (BotoCoreError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {source}: {exc}", hint=_HINT) from None
