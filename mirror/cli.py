@@ -24,6 +24,7 @@ from mirror.errors import ConfigError, MirrorError
 from mirror.iam import policy_document
 from mirror.log import setup_logging
 from mirror.naming import target_reference
+from mirror.prune import run_prune
 from mirror.publish import merge_commands, publish
 from mirror.ratelimit import probe_rate_limits
 from mirror.report import Action, ImageResult, PassReport, write_report
@@ -122,6 +123,17 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument(
         "--port", type=int, help="default: daemon.health_port of a local config, else 8080"
     )
+    prune = commands.add_parser(
+        "prune",
+        parents=[common],
+        help="plan (and with --apply, delete) mirrored images the config no longer selects "
+        "and no workload uses",
+    )
+    prune.add_argument("--apply", action="store_true", help="delete; without it nothing changes")
+    prune.add_argument(
+        "--keep-days", type=int, metavar="N", help="spare images pushed in the last N days"
+    )
+    prune.add_argument("--report", type=Path, help="write the plan and results as JSON")
     commands.add_parser(
         "ratelimit",
         parents=[common],
@@ -297,6 +309,36 @@ def _health_port(args: argparse.Namespace) -> int:
     return DaemonSettings().health_port
 
 
+def _prune(config: Config, args: argparse.Namespace) -> int:
+    if config.model.target.kind != "ecr":
+        raise ConfigError("mirror prune works through the ECR API: it needs target kind: ecr")
+    if args.keep_days is not None and args.keep_days < 0:
+        raise ConfigError("--keep-days must be 0 or more")
+    clients = Clients(config)
+    try:
+        report = run_prune(config, clients, apply=args.apply, keep_days=args.keep_days)
+    finally:
+        clients.close()
+    for decision in report.decisions:
+        action = "delete" if decision.delete else "keep"
+        tags = f" [{', '.join(decision.tags)}]" if decision.tags else ""
+        result = f" -> {decision.result}" if decision.result else ""
+        print(
+            f"{action:<6} {decision.repository}@{decision.digest[:19]}{tags}  "
+            f"{decision.reason}{result}"
+        )
+    doing = "deleted" if args.apply else "to delete (add --apply to delete them)"
+    deleted = len(report.to_delete) - len(report.failed)
+    count = deleted if args.apply else len(report.to_delete)
+    print(
+        f"prune: {count} {doing}, {len(report.decisions) - len(report.to_delete)} kept"
+        + (f", {len(report.failed)} failed" if report.failed else "")
+    )
+    if args.report:
+        write_report(report, args.report)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -318,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _iam_policy(config)
         if args.command == "buildspec":
             return _buildspec(config, args)
+        if args.command == "prune":
+            return _prune(config, args)
         return _run(config, args)
     except ConfigError as exc:
         print(f"mirror: {exc}", file=sys.stderr)

@@ -34,6 +34,7 @@ from mirror.config import Config, load_config
 from mirror.config.model import DaemonSettings
 from mirror.errors import ConfigError, MirrorError
 from mirror.metrics import DaemonMetrics
+from mirror.prune import run_prune
 from mirror.publish import publish
 from mirror.report import Action, PassReport
 from mirror.sync import SyncOptions, run_pass
@@ -146,6 +147,9 @@ class Daemon:
         log.info("pass_done", seconds=round(report.seconds, 3), **report.summary())
         if report.retry_in is not None and not self._stop.is_set():
             self.request_pass(delay=report.retry_in)
+        prune = config.model.prune
+        if prune is not None and prune.enabled and not report.failed and not self._stop.is_set():
+            self._prune(config, clients)
         publishing = config.model.daemon.publish_buildspec
         if publishing and report.count(Action.COPIED) and not self._stop.is_set():
             pulls, warnings = collect_pulls(config, clients)
@@ -154,6 +158,34 @@ class Daemon:
             text = render(publishing.format, config, clients.target_registry, pulls)
             where = publish(text, publishing.output)
             log.info("buildspec_published", destination=where, images=len(pulls))
+
+    def _prune(self, config: Config, clients: Clients) -> None:
+        """After a pass without failures only: a failed pass may not have resolved every
+        tag the config selects, and prune must never act on a partial picture."""
+        try:
+            pruned = run_prune(config, clients, apply=True)
+        except MirrorError as exc:
+            log.error("prune_aborted", error=str(exc))
+            self.metrics.prune_failures.inc()
+            return
+        for decision in pruned.to_delete:
+            log.info(
+                "prune_deleted" if decision.result == "deleted" else "prune_failed",
+                repository=decision.repository,
+                digest=decision.digest,
+                tags=decision.tags,
+                reason=decision.reason,
+                result=decision.result,
+            )
+        deleted = len(pruned.to_delete) - len(pruned.failed)
+        self.metrics.pruned.inc(deleted)
+        self.metrics.prune_failures.inc(len(pruned.failed))
+        log.info(
+            "prune_done",
+            deleted=deleted,
+            kept=len(pruned.decisions) - len(pruned.to_delete),
+            failed=len(pruned.failed),
+        )
 
     # --- main loop -------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:

@@ -99,13 +99,20 @@ class Ecr:
         client: Any,
         settings: RepositorySettings,
         lifecycle_policy: dict[str, Any] | None,
+        retired_lifecycle_policy: dict[str, Any] | None = None,
     ) -> None:
         self._client = client
         self._settings = settings
         self._lifecycle = lifecycle_policy
+        self._retired = retired_lifecycle_policy
         self._ready: set[str] = set()
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """The boto3 ECR client, for what works on images rather than repositories (prune)."""
+        return self._client
 
     def authorization(self) -> tuple[Credentials, float | None]:
         """Data-plane Basic credentials (`AWS` + a 12-hour token) and their expiry."""
@@ -202,6 +209,9 @@ class Ecr:
                 lifecyclePolicyText=json.dumps(self._lifecycle),
             )
             changed.append("lifecycle_policy")
+        if self._retired is not None and self._lifecycle_of(name) == self._retired:
+            call_aws(self._client, "delete_lifecycle_policy", repositoryName=name)
+            changed.append("lifecycle_policy removed: prune replaces it")
         if settings.tags and self._tags_differ(repository["repositoryArn"]):
             call_aws(
                 self._client,

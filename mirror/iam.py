@@ -43,6 +43,8 @@ def repository_actions(config: Config) -> set[str]:
     }
     if config.lifecycle_policy is not None:
         actions |= {"ecr:PutLifecyclePolicy", "ecr:GetLifecyclePolicy"}
+    if config.retired_lifecycle_policy is not None:
+        actions |= {"ecr:DeleteLifecyclePolicy", "ecr:GetLifecyclePolicy"}
     if repository.tags:
         actions |= {"ecr:TagResource", "ecr:ListTagsForResource"}
     return actions
@@ -56,6 +58,13 @@ def _account_and_region(config: Config) -> tuple[str, str]:
     return "*", target.region or "*"
 
 
+def _mirror_repositories(config: Config) -> str:
+    """The ARN pattern of every repository under the mirror's prefix."""
+    account, region = _account_and_region(config)
+    prefix = config.model.target.repository_prefix.strip("/")
+    return f"arn:aws:ecr:{region}:{account}:repository/{prefix + '/' if prefix else ''}*"
+
+
 def policy_document(config: Config) -> dict[str, Any]:
     """The policy; its Statement list is empty when the config needs no AWS permission."""
     statements = _ecr_statements(config) if config.model.target.kind == "ecr" else []
@@ -66,6 +75,8 @@ def policy_document(config: Config) -> dict[str, Any]:
         if isinstance(spec, SecretCredentials)
     )
     statements += _config_statements(config)
+    if config.model.prune is not None:
+        statements += _prune_statements(config)
     if secrets:
         statements.append(
             {
@@ -76,6 +87,48 @@ def policy_document(config: Config) -> dict[str, Any]:
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+PRUNE_IN_USE_ACTIONS = (
+    "ecs:DescribeServices",
+    "ecs:DescribeTaskDefinition",
+    "ecs:DescribeTasks",
+    "ecs:ListClusters",
+    "ecs:ListServices",
+    "ecs:ListTaskDefinitionFamilies",
+    "ecs:ListTaskDefinitions",
+    "ecs:ListTasks",
+    "lambda:GetFunction",
+    "lambda:ListAliases",
+    "lambda:ListFunctions",
+    "lambda:ListVersionsByFunction",
+)
+
+
+def _prune_statements(config: Config) -> list[dict[str, Any]]:
+    """Reading what workloads use (these list calls take no resource scope), listing every
+    repository to find the mirror's, and deleting images only under the prefix."""
+    account, region = _account_and_region(config)
+    return [
+        {
+            "Sid": "PruneImagesInUse",
+            "Effect": "Allow",
+            "Action": list(PRUNE_IN_USE_ACTIONS),
+            "Resource": "*",
+        },
+        {
+            "Sid": "PruneListRepositories",
+            "Effect": "Allow",
+            "Action": ["ecr:DescribeRepositories"],
+            "Resource": f"arn:aws:ecr:{region}:{account}:repository/*",
+        },
+        {
+            "Sid": "PruneDeleteImages",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchDeleteImage"],
+            "Resource": _mirror_repositories(config),
+        },
+    ]
 
 
 def _config_statements(config: Config) -> list[dict[str, Any]]:
@@ -105,8 +158,7 @@ def _config_statements(config: Config) -> list[dict[str, Any]]:
 def _ecr_statements(config: Config) -> list[dict[str, Any]]:
     target = config.model.target
     account, region = _account_and_region(config)
-    prefix = target.repository_prefix.strip("/")
-    repositories = f"arn:aws:ecr:{region}:{account}:repository/{prefix + '/' if prefix else ''}*"
+    repositories = _mirror_repositories(config)
     statements: list[dict[str, Any]] = [
         {
             "Sid": "EcrLogin",

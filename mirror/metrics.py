@@ -48,6 +48,14 @@ class DaemonMetrics:
             "Unix time of the last pass with no failed image",
             registry=r,
         )
+        self.pruned = Counter(
+            "mirror_pruned_images", "Images deleted by the daemon's prune", registry=r
+        )
+        self.prune_failures = Counter(
+            "mirror_prune_failures",
+            "Prunes aborted, and images whose deletion failed",
+            registry=r,
+        )
         self.config_errors = Counter(
             "mirror_config_errors",
             "Config re-reads that failed (the last good one ran)",

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -134,7 +134,11 @@ class PassReport:
         }
 
 
-def write_report(report: PassReport, path: Path) -> None:
+class Reportable(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def write_report(report: Reportable, path: Path) -> None:
     """Write atomically: a reader never sees half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".report-", dir=path.parent)

@@ -120,12 +120,19 @@ class Clients:
             sts = session.client("sts")
             self.aws_clients.append(sts)
             host = ecr_host(call_aws(sts, "get_caller_identity")["Account"], region)
-        self.ecr = Ecr(client, target.repository, self._config.lifecycle_policy)
+        config = self._config
+        self.ecr = Ecr(
+            client, target.repository, config.lifecycle_policy, config.retired_lifecycle_policy
+        )
         if any(r.mode == "pull-through-cache" for r in self._config.model.registries.values()):
             secrets = session.client("secretsmanager")
             self.aws_clients.append(secrets)
+            # prune leaves ECR's cache repositories alone: they keep the default's expiry
             self.ptc = PullThroughCache(
-                client, secrets, target.repository, self._config.lifecycle_policy
+                client,
+                secrets,
+                target.repository,
+                config.lifecycle_policy or config.retired_lifecycle_policy,
             )
         url = target.registry_url or f"https://{host}"
         auth = RefreshingBasicAuth(self.ecr.authorization)

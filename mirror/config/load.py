@@ -19,7 +19,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from mirror.config.model import ImageSpec, MirrorConfig, TagRule
 from mirror.config.source import config_base_dir, read_config_text
 from mirror.errors import ConfigError
-from mirror.lifecycle import load_policy
+from mirror.lifecycle import DEFAULT_POLICY, load_policy
 from mirror.oci.reference import Reference, parse_reference
 from mirror.oci.types import Platform, PlatformFilter
 
@@ -54,6 +54,9 @@ class Config:
     model: MirrorConfig
     images: tuple[ImageEntry, ...]
     lifecycle_policy: dict[str, Any] | None = None  # kind: ecr; None: leave policies alone
+    # With prune enabled, mirror's own prune replaces the default's blind untagged expiry
+    # on copied repositories: this is the default, to be removed where mirror put it.
+    retired_lifecycle_policy: dict[str, Any] | None = None
 
 
 def resolve_config_source(given: str | None) -> str:
@@ -164,4 +167,8 @@ def load_config(source: str | Path) -> Config:
             loc = ("target", "repository", "lifecycle_policy")
             line, where = _locate(tree, loc)
             raise ConfigError(f"{path}:{line}: {where}: {exc}") from None
-    return Config(path, model, _entries(model, tree), policy)
+    retired = None
+    default = model.target.kind == "ecr" and model.target.repository.lifecycle_policy == "default"
+    if model.prune is not None and model.prune.enabled and default:
+        policy, retired = None, DEFAULT_POLICY
+    return Config(path, model, _entries(model, tree), policy, retired)

@@ -299,6 +299,19 @@ class DaemonSettings(Section):
         return parse_duration(self.every or DEFAULT_EVERY)
 
 
+class PruneSettings(Section):
+    """`mirror prune`: what counts as in use, and what is never deleted."""
+
+    enabled: bool = False  # the daemon prunes after a pass without failures
+    keep_days: int = Field(default=7, ge=0)
+    clusters: list[str] = Field(default_factory=lambda: ["*"])  # ECS cluster names, fnmatch
+    families: list[str] = Field(default_factory=lambda: ["*"])  # task definition families
+    keep_task_definition_revisions: int = Field(default=5, ge=1)
+    functions: list[str] = Field(default_factory=lambda: ["*"])  # Lambda function names
+    keep_function_versions: int = Field(default=5, ge=1)
+    extra_references: str | None = None  # a file of image URIs in use outside ECS and Lambda
+
+
 class Defaults(Section):
     platforms: Platforms = "all"
 
@@ -388,6 +401,7 @@ class MirrorConfig(Section):
     defaults: Defaults = Defaults()
     concurrency: Concurrency = Concurrency()
     daemon: DaemonSettings = DaemonSettings()
+    prune: PruneSettings | None = None
     images: list[ImageEntrySpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -416,6 +430,15 @@ class MirrorConfig(Section):
             else:
                 continue
             raise PydanticCustomError("config", "{problem}", {"problem": problem, "path": where})
+        return self
+
+    @model_validator(mode="after")
+    def _prune_needs_ecr(self) -> MirrorConfig:
+        if self.prune is not None and self.target.kind != "ecr":
+            problem = "prune works through the ECR API: it needs target kind: ecr"
+            raise PydanticCustomError(
+                "config", "{problem}", {"problem": problem, "path": ["prune"]}
+            )
         return self
 
     @field_validator("registries")
