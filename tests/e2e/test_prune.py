@@ -43,7 +43,10 @@ def put(repository: str, body: str, tag: str | None = None) -> str:
     with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
         ecr.create_repository(repositoryName=repository)
     extra = {"imageTag": tag} if tag else {}
-    answer = ecr.put_image(repositoryName=repository, imageManifest=body, **extra)
+    digest = "sha256:" + hashlib.sha256(body.encode()).hexdigest()  # moto would invent one
+    answer = ecr.put_image(
+        repositoryName=repository, imageManifest=body, imageDigest=digest, **extra
+    )
     return str(answer["image"]["imageId"]["imageDigest"])
 
 
