@@ -183,6 +183,8 @@ def _line(result: ImageResult) -> str:
             f"{result.blobs_skipped} present, {result.bytes / 2**20:.1f} MiB, "
             f"{result.upstream_manifest_gets} upstream GETs, {result.seconds:.1f}s"
         )
+    elif not result.upstream_checked:
+        text += "  immutable: not checked upstream"
     elif result.action is Action.WOULD_COPY:
         text += f"  upstream manifest GETs: {result.estimated_upstream_gets}; {result.quota}"
     if result.error is not None:

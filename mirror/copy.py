@@ -33,6 +33,8 @@ class CopyJob:
     source: Reference
     target: Reference  # always carries the tag to write
     platforms: PlatformFilter | None = None  # None: every platform, bytes unchanged
+    immutable: bool = False  # once in the target, never checked upstream again
+    refresh: float | None = None  # the daemon's check interval for it; None: every pass
 
 
 class Staleness(IntEnum):
@@ -71,8 +73,15 @@ class ImageCopier:
         self._lock = threading.Lock()
 
     def check(self, job: CopyJob, upstream: Upstream, result: ImageResult) -> Check:
-        """Compare the upstream and target digests without pulling anything."""
+        """Compare the upstream and target digests without pulling anything. An immutable
+        tag or a digest already in the target costs no upstream request at all."""
         source = job.source
+        if job.immutable:
+            existing = self._target.head_manifest(job.target.repository, job.target.identifier)
+            if existing is not None:
+                result.target_digest = existing.digest
+                result.upstream_checked = False
+                return Check(existing, Staleness.CURRENT)
         head = upstream.head_manifest(source.repository, source.identifier)
         if head is None:
             raise NotFoundError(
@@ -115,6 +124,7 @@ class ImageCopier:
             result.action = Action.SKIPPED
             return
         self._prepare(job.target.repository)
+        previous = result.target_digest  # the check saw this in the target
         source = job.source
         manifest = self._pull(upstream, source.repository, check.upstream.digest or None,
                               source.identifier, result)  # fmt: skip
@@ -133,6 +143,8 @@ class ImageCopier:
             raise
         result.manifests_pushed += 1
         result.target_digest = top.digest
+        if previous is not None and previous != top.digest:
+            result.previous_digest = previous
         result.action = Action.COPIED
 
     def _pull(

@@ -37,7 +37,7 @@ from mirror.metrics import DaemonMetrics
 from mirror.prune import run_prune
 from mirror.publish import publish
 from mirror.report import Action, PassReport
-from mirror.sync import SyncOptions, run_pass
+from mirror.sync import DUE_TOLERANCE, SyncOptions, run_pass
 from mirror.wiring import Clients
 
 __all__ = ["Daemon", "check_health"]
@@ -68,6 +68,8 @@ class Daemon:
         self._due_at: float | None = time.monotonic()  # the first pass, now
         self._jobs = schedule.Scheduler()
         self._settings: DaemonSettings | None = None
+        self._checked: dict[str, float] = {}  # target -> when it was last checked upstream
+        self._last_prune = 0.0
         self.metrics = DaemonMetrics()
         self.state = _State(started_at=time.time())
 
@@ -128,7 +130,13 @@ class Daemon:
             self.state.last_pass_failed = True
             return
         try:
-            options = SyncOptions(max_wait=self._max_wait, shard=self._shard, stop=self._stop)
+            options = SyncOptions(
+                max_wait=self._max_wait,
+                shard=self._shard,
+                stop=self._stop,
+                checked_at=self._checked,
+                default_refresh=config.model.daemon.interval_seconds,
+            )
             report = run_pass(config, clients, options)
             self._after(config, clients, report)
         except Exception:  # a bug must not kill the service; the next pass tries again
@@ -147,8 +155,14 @@ class Daemon:
         log.info("pass_done", seconds=round(report.seconds, 3), **report.summary())
         if report.retry_in is not None and not self._stop.is_set():
             self.request_pass(delay=report.retry_in)
+        refreshes = [e.refresh for e in config.images if e.refresh is not None]
+        if refreshes and not self._stop.is_set():
+            self.request_pass(delay=min(refreshes))  # images with a short refresh
         prune = config.model.prune
-        if prune is not None and prune.enabled and not report.failed and not self._stop.is_set():
+        interval = config.model.daemon.interval_seconds
+        due = finished - self._last_prune >= interval * DUE_TOLERANCE  # not on refresh passes
+        if prune and prune.enabled and due and not report.failed and not self._stop.is_set():
+            self._last_prune = finished
             self._prune(config, clients)
         publishing = config.model.daemon.publish_buildspec
         if publishing and report.count(Action.COPIED) and not self._stop.is_set():

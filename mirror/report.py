@@ -56,6 +56,8 @@ class ImageResult:
     action: Action = Action.FAILED
     upstream_digest: str | None = None
     target_digest: str | None = None
+    previous_digest: str | None = None  # what the target tag held before this copy moved it
+    upstream_checked: bool = True  # False: an immutable tag already mirrored, not asked
     platforms: str = "all"
     bytes: int = 0
     blobs_copied: int = 0
@@ -108,6 +110,7 @@ class PassReport:
     registries: list[RegistryUsage] = field(default_factory=list)
     seconds: float = 0.0
     retry_in: float | None = None  # when quota-deferred images may be tried again
+    not_due: int = 0  # the daemon: images left out because their refresh has not passed
 
     def count(self, action: Action) -> int:
         return sum(1 for r in self.images if r.action is action)
@@ -121,6 +124,7 @@ class PassReport:
             **{str(a): self.count(a) for a in Action},
             "bytes": sum(r.bytes for r in self.images),
             "upstream_manifest_gets": sum(r.upstream_manifest_gets for r in self.images),
+            "not_due": self.not_due,
         }
 
     def to_json(self) -> dict[str, Any]:

@@ -57,6 +57,21 @@ class SyncOptions:
     max_wait: float = DEFAULT_MAX_WAIT_SECONDS  # seconds a pass may wait for quota
     shard: tuple[int, int] = (0, 1)  # (i, n): this run copies the i-th of n shares
     stop: threading.Event | None = None  # set: start no more images (the daemon's SIGTERM)
+    # The daemon's memory of when each target was last checked: an image is left out of a
+    # pass until its `refresh` (default: `default_refresh`) has passed. None: check all.
+    checked_at: dict[str, float] | None = None
+    default_refresh: float = 0.0
+
+
+# A pass scheduled exactly one refresh after the last check must find the image due.
+DUE_TOLERANCE = 0.9
+
+
+def is_due(job: CopyJob, options: SyncOptions, now: float) -> bool:
+    if options.checked_at is None or str(job.target) not in options.checked_at:
+        return True
+    refresh = job.refresh if job.refresh is not None else options.default_refresh
+    return now - options.checked_at[str(job.target)] >= refresh * DUE_TOLERANCE
 
 
 @dataclass
@@ -131,7 +146,9 @@ def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[
             if str(target) in jobs:
                 log.warning("duplicate_image", source=str(source), line=entry.line)
                 continue
-            jobs[str(target)] = CopyJob(source, target, entry.platforms)
+            jobs[str(target)] = CopyJob(
+                source, target, entry.platforms, entry.immutable(source), entry.refresh
+            )
     return list(jobs.values()), failures
 
 
@@ -187,6 +204,8 @@ class _Pass:
             except Exception as exc:
                 self.fail(result, exc)
                 return None
+            if self.options.checked_at is not None:
+                self.options.checked_at[str(job.target)] = time.time()
             if found.staleness is Staleness.CURRENT:
                 result.action = Action.SKIPPED
                 self.record(result)
@@ -311,6 +330,10 @@ class _Pass:
         if not self.target_refuses():
             jobs, failures = resolve_jobs(self.config, self.clients)
             jobs = [j for j in jobs if in_shard(j, self.options.shard)]
+            now = time.time()
+            due = [j for j in jobs if is_due(j, self.options, now)]
+            self.report.not_due = len(jobs) - len(due)
+            jobs = due
             for failure in failures:
                 self.record(failure)
             cached = [j for j in jobs if pull_through_cached(self.config, j.source.registry)]

@@ -6,6 +6,7 @@ can go straight to it. The rest of mirror only sees `Config` and its `ImageEntry
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from mirror.config.model import ImageSpec, MirrorConfig, TagRule
 from mirror.config.source import config_base_dir, read_config_text
+from mirror.durations import parse_duration
 from mirror.errors import ConfigError
 from mirror.lifecycle import DEFAULT_POLICY, load_policy
 from mirror.oci.reference import Reference, parse_reference
@@ -38,6 +40,15 @@ class ImageEntry:
     rule: TagRule | None = None
     platforms: PlatformFilter | None = None
     line: int = 0
+    immutable_tags: tuple[str, ...] = ()  # globs: once mirrored, never checked upstream again
+    refresh: float | None = None  # seconds between the daemon's checks; None: every pass
+
+    def immutable(self, source: Reference) -> bool:
+        """A digest never changes; a tag matching immutable_tags is trusted not to."""
+        if source.digest is not None:
+            return True
+        tag = source.tag or ""
+        return any(fnmatch.fnmatchcase(tag, pattern) for pattern in self.immutable_tags)
 
     def describe(self) -> str:
         if self.rule is not None:
@@ -122,24 +133,28 @@ def _entries(model: MirrorConfig, tree: Any) -> tuple[ImageEntry, ...]:
     entries = []
     for index, item in enumerate(model.images):
         line, _ = _locate(tree, ("images", index))
+        common: dict[str, Any] = {
+            "platforms": default_platforms,
+            "line": line,
+            "immutable_tags": tuple(model.defaults.immutable_tags),
+        }
         if isinstance(item, str):
-            entries.append(
-                ImageEntry(parse_reference(item), platforms=default_platforms, line=line)
-            )
+            entries.append(ImageEntry(parse_reference(item), **common))
             continue
         spec: ImageSpec = item
-        platforms = (
-            default_platforms if spec.platforms is None else _platform_filter(spec.platforms)
-        )
+        if spec.platforms is not None:
+            common["platforms"] = _platform_filter(spec.platforms)
+        if spec.immutable_tags is not None:
+            common["immutable_tags"] = tuple(spec.immutable_tags)
+        if spec.refresh is not None:
+            common["refresh"] = parse_duration(spec.refresh)
         written = parse_reference(spec.image, default_tag=None)
         if isinstance(spec.tags, TagRule):
-            entries.append(ImageEntry(written, rule=spec.tags, platforms=platforms, line=line))
+            entries.append(ImageEntry(written, rule=spec.tags, **common))
         elif spec.tags:
-            entries.append(
-                ImageEntry(written, tags=tuple(spec.tags), platforms=platforms, line=line)
-            )
+            entries.append(ImageEntry(written, tags=tuple(spec.tags), **common))
         else:
-            entries.append(ImageEntry(parse_reference(spec.image), platforms=platforms, line=line))
+            entries.append(ImageEntry(parse_reference(spec.image), **common))
     return tuple(entries)
 
 

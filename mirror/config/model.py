@@ -312,8 +312,24 @@ class PruneSettings(Section):
     extra_references: str | None = None  # a file of image URIs in use outside ECS and Lambda
 
 
+def _check_tag_patterns(value: list[str] | None) -> list[str] | None:
+    for pattern in value or []:
+        if not pattern or not re.match(r"^[\w.*?\[\]!-]+$", pattern):
+            raise ValueError(f"invalid tag pattern {pattern!r}: write a glob such as 'v*.*.*'")
+    return value
+
+
+def _check_refresh(value: str | None) -> str | None:
+    if value is not None and parse_duration(value) < 1:
+        raise ValueError("refresh must be at least 1s")
+    return value
+
+
 class Defaults(Section):
     platforms: Platforms = "all"
+    immutable_tags: list[str] = Field(default_factory=list)  # globs: never re-checked upstream
+
+    _immutable = field_validator("immutable_tags")(_check_tag_patterns)
 
     _platforms = field_validator("platforms")(_check_platforms)
 
@@ -364,9 +380,13 @@ class ImageSpec(Section):
     image: str
     tags: Tags | None = None
     platforms: Platforms | None = None
+    immutable_tags: list[str] | None = None  # overrides defaults.immutable_tags
+    refresh: str | None = None  # the daemon checks this image this often (default: every pass)
 
     _image = field_validator("image")(_check_reference)
     _platforms = field_validator("platforms")(_check_platforms)
+    _immutable = field_validator("immutable_tags")(_check_tag_patterns)
+    _refresh = field_validator("refresh")(_check_refresh)
 
     @field_validator("tags")
     @classmethod

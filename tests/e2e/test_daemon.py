@@ -161,3 +161,25 @@ def test_a_config_broken_while_running_keeps_the_last_good_one(
     config.write_text(good)
     wait_for(lambda: daemon.health()["config_error"] is None)
     assert daemon.stop() == 0
+
+
+def test_the_daemon_checks_an_image_with_a_short_refresh_more_often_than_the_rest(
+    hub, target, seeder, write_config, daemon_for
+):
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    seeder.push("library/alpine", "3.20", Image([random_blob(100)]))
+    port = free_port()
+    images = "- image: nginx\n  tags: ['1.16']\n  refresh: 1s\n- alpine:3.20"
+    config = daemon_config(write_config, target, hub, images, port)
+    config.write_text(config.read_text().replace("every: 2s", "every: 1h"))
+    daemon = daemon_for(config, port)
+    wait_for(lambda: daemon.health()["passes"] >= 1)
+    hub.reset_counters()
+
+    moved = seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    seeder.push("library/alpine", "3.20", Image([random_blob(100)]))
+    wait_for(lambda: skopeo.raw_digest(target.host, f"{HUB_PREFIX}/nginx:1.16") == moved)
+
+    assert [r for r in hub.counters.requests if "/alpine/" in r[1]] == []  # due in 1h
+    assert daemon.health()["passes"] >= 2
+    assert daemon.stop() == 0

@@ -7,6 +7,7 @@ import pytest
 from mirror.cli import main
 from mirror.config import load_config
 from mirror.errors import ConfigError
+from mirror.oci.reference import parse_reference
 
 GOOD = """\
 version: 1
@@ -71,12 +72,32 @@ def test_defaults_are_folded_into_each_image(tmp_path):
             ),
             ":4: target.repository: IMMUTABLE_WITH_EXCLUSION needs tag_mutability_exclusions",
         ),
+        (
+            ("  platforms: [linux/amd64]", "  immutable_tags: ['v 1']"),
+            ":6: defaults.immutable_tags: invalid tag pattern 'v 1'",
+        ),
+        (("    platforms: all", "    refresh: 0s"), ":11: images[1].refresh: refresh must be"),
+        (("    platforms: all", "    refresh: soon"), ":11: images[1].refresh: invalid duration"),
+        (("images:", "prune: {}\nimages:"), ":7: prune: prune works through the ECR API"),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path, change, expected):
     message = error_of(tmp_path, GOOD.replace(*change))
     assert expected in message
     assert str(tmp_path / "mirror.yaml") in message
+
+
+def test_immutable_tags_and_refresh_reach_each_image(tmp_path):
+    text = GOOD.replace("  platforms: [linux/amd64]", "  immutable_tags: ['v*.*.*']")
+    text = text.replace("    platforms: all", "    refresh: 1h\n    immutable_tags: []")
+    nginx, python, exporter = load_config(write(tmp_path, text)).images
+
+    assert nginx.immutable(nginx.source.with_tag("v1.2.3"))
+    assert not nginx.immutable(nginx.source)  # 1.16 moves with patch releases
+    assert not python.immutable(python.source.with_tag("v1.2.3"))  # [] overrides defaults
+    assert python.refresh == 3600 and nginx.refresh is None
+    pinned = parse_reference("nginx@sha256:" + "a" * 64)
+    assert exporter.immutable(pinned)
 
 
 def test_an_empty_image_list_is_an_error(tmp_path):
