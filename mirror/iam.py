@@ -77,6 +77,7 @@ def policy_document(config: Config) -> dict[str, Any]:
     statements += _config_statements(config)
     if config.model.prune is not None:
         statements += _prune_statements(config)
+    statements += _event_statements(config)
     if secrets:
         statements.append(
             {
@@ -129,6 +130,39 @@ def _prune_statements(config: Config) -> list[dict[str, Any]]:
             "Resource": _mirror_repositories(config),
         },
     ]
+
+
+def _event_statements(config: Config) -> list[dict[str, Any]]:
+    """Publishing change events; a webhook needs no AWS permission."""
+    account, region = _account_and_region(config)
+    buses = sorted(
+        s.eventbridge.bus
+        if s.eventbridge.bus.startswith("arn:")
+        else f"arn:aws:events:{region}:{account}:event-bus/{s.eventbridge.bus}"
+        for s in config.model.events
+        if s.eventbridge is not None
+    )
+    topics = sorted(s.sns.topic_arn for s in config.model.events if s.sns is not None)
+    statements: list[dict[str, Any]] = []
+    if buses:
+        statements.append(
+            {
+                "Sid": "ChangeEventsBus",
+                "Effect": "Allow",
+                "Action": ["events:PutEvents"],
+                "Resource": buses,
+            }
+        )
+    if topics:
+        statements.append(
+            {
+                "Sid": "ChangeEventsTopic",
+                "Effect": "Allow",
+                "Action": ["sns:Publish"],
+                "Resource": topics,
+            }
+        )
+    return statements
 
 
 def _config_statements(config: Config) -> list[dict[str, Any]]:

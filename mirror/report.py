@@ -111,6 +111,8 @@ class PassReport:
     seconds: float = 0.0
     retry_in: float | None = None  # when quota-deferred images may be tried again
     not_due: int = 0  # the daemon: images left out because their refresh has not passed
+    events_sent: int = 0  # change events delivered (one per moved tag and destination)
+    events_failed: int = 0  # ...and given up on; each is logged in full as event_undelivered
 
     def count(self, action: Action) -> int:
         return sum(1 for r in self.images if r.action is action)
@@ -125,6 +127,8 @@ class PassReport:
             "bytes": sum(r.bytes for r in self.images),
             "upstream_manifest_gets": sum(r.upstream_manifest_gets for r in self.images),
             "not_due": self.not_due,
+            "events_sent": self.events_sent,
+            "events_failed": self.events_failed,
         }
 
     def to_json(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from mirror.blobs import BlobCopier
 from mirror.config import Config, ImageEntry
 from mirror.copy import Check, CopyJob, ImageCopier, Staleness
 from mirror.errors import MirrorError, SelectionError
+from mirror.events import EventPublisher, TagMoved
 from mirror.naming import pull_through_reference, target_reference
 from mirror.ptc import ptc_prefix
 from mirror.quota import QuotaWait
@@ -165,6 +166,7 @@ class _Pass:
         self.started = time.monotonic()
         self.report = PassReport(command="plan" if options.dry_run else "sync")
         self.written: set[str] = set()  # target repositories this pass pushed to
+        self.events: EventPublisher | None = None
 
     def record(self, result: ImageResult) -> None:
         result.finished_after = round(time.monotonic() - self.started, 3)
@@ -176,6 +178,9 @@ class _Pass:
             image_log.info("image_done", **fields)
         if self.on_result is not None:
             self.on_result(result)
+        moved = TagMoved.from_result(result) if result.action is Action.COPIED else None
+        if moved is not None and self.events is not None:
+            self.events.publish(moved)
 
     def target_refuses(self) -> bool:
         """Ping the target; if it cannot take images, fail them all before any pull."""
@@ -327,6 +332,19 @@ class _Pass:
         return usage
 
     def run(self) -> PassReport:
+        sinks = self.config.model.events
+        self.events = EventPublisher(sinks) if sinks and not self.options.dry_run else None
+        try:
+            self._run()
+        finally:
+            if self.events is not None:
+                self.events.close()
+                self.report.events_sent = self.events.sent
+                self.report.events_failed = self.events.failed
+        self.report.seconds = time.monotonic() - self.started
+        return self.report
+
+    def _run(self) -> None:
         if not self.target_refuses():
             jobs, failures = resolve_jobs(self.config, self.clients)
             jobs = [j for j in jobs if in_shard(j, self.options.shard)]
@@ -356,8 +374,6 @@ class _Pass:
             finally:
                 blobs.close()
             self.report.registries = self.usage(waited)
-        self.report.seconds = time.monotonic() - self.started
-        return self.report
 
 
 def run_pass(

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mirror.cli import main
-from tests.support.fake_ecr import FakeEcr, fake_ecr, moto_server
+from tests.support.fake_ecr import REGION, FakeEcr, fake_ecr, moto_server
 from tests.support.hub import DockerHubFront
 from tests.support.images import Seeder
 from tests.support.registry import LocalRegistry
@@ -59,6 +60,21 @@ def ecr(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEcr]:
         for key, value in fresh.env().items():
             monkeypatch.setenv(key, value)
         yield fresh
+
+
+@pytest.fixture
+def aws(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A reset moto (S3, SSM, ECS, EventBridge, SNS, SQS, ...) with the AWS environment
+    pointing at it; yields its endpoint."""
+    httpx.post(f"{moto}/moto-api/reset").raise_for_status()
+    for key, value in {
+        "AWS_ENDPOINT_URL": moto,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(key, value)
+    yield moto
 
 
 @dataclass

@@ -299,6 +299,49 @@ class DaemonSettings(Section):
         return parse_duration(self.every or DEFAULT_EVERY)
 
 
+class EventBridgeSink(Section):
+    bus: str  # a custom event bus name or ARN
+    source: str = "mirror"
+
+
+class SnsSink(Section):
+    topic_arn: str
+
+    @field_validator("topic_arn")
+    @classmethod
+    def _arn(cls, value: str) -> str:
+        if not re.match(r"^arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$", value):
+            raise ValueError("write the topic ARN: arn:aws:sns:REGION:ACCOUNT:NAME")
+        return value
+
+
+class WebhookSink(Section):
+    url: str
+    secret_env: str | None = None  # variable holding the HMAC key for X-Mirror-Signature-256
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("write an http(s) URL")
+        return value
+
+
+class EventSink(Section):
+    """One destination for change events: exactly one of eventbridge, sns, webhook."""
+
+    eventbridge: EventBridgeSink | None = None
+    sns: SnsSink | None = None
+    webhook: WebhookSink | None = None
+    attempts: int = Field(default=5, ge=1, le=20)  # deliveries tried before giving up
+
+    @model_validator(mode="after")
+    def _one(self) -> EventSink:
+        if sum(x is not None for x in (self.eventbridge, self.sns, self.webhook)) != 1:
+            raise ValueError("give exactly one of eventbridge, sns, webhook")
+        return self
+
+
 class PruneSettings(Section):
     """`mirror prune`: what counts as in use, and what is never deleted."""
 
@@ -422,6 +465,7 @@ class MirrorConfig(Section):
     concurrency: Concurrency = Concurrency()
     daemon: DaemonSettings = DaemonSettings()
     prune: PruneSettings | None = None
+    events: list[EventSink] = Field(default_factory=list)  # where moved-tag events go
     images: list[ImageEntrySpec] = Field(min_length=1)
 
     @model_validator(mode="after")

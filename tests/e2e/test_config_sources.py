@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import boto3
-import httpx
 import pytest
 
 from tests.support import skopeo
-from tests.support.fake_ecr import REGION
 from tests.support.images import Image, random_blob
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def aws(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    httpx.post(f"{moto}/moto-api/reset").raise_for_status()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+@pytest.fixture(autouse=True)
+def bucket(aws: str) -> None:
     boto3.client("s3").create_bucket(Bucket="ops")
-    yield moto
 
 
 def test_sync_reads_its_config_from_s3(aws, hub, target, seeder, write_config, mirror):

@@ -7,19 +7,16 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 from cfnlint.decode import decode
 
 from mirror.config import load_config
 from mirror.config.model import DaemonSettings
 from mirror.iam import policy_document
-from tests.support.fake_ecr import REGION
 
 pytestmark = [
     pytest.mark.e2e,
@@ -32,19 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy/mirror.yaml"
 EXAMPLE = ROOT / "config/ecs.yaml"
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mirror/dockerhub"
-
-
-@pytest.fixture
-def aws(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    httpx.post(f"{moto}/moto-api/reset").raise_for_status()
-    for key, value in {
-        "AWS_ENDPOINT_URL": moto,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(key, value)
-    yield moto
 
 
 def deploy(name: str, **parameters: str) -> dict[str, str]:
