@@ -22,6 +22,7 @@ from mirror.dockerfile import base_images
 from mirror.durations import parse_duration
 from mirror.errors import ConfigError, MirrorError
 from mirror.iam import policy_document
+from mirror.lock import build_lock, pulls_from_lock, read_lock
 from mirror.log import setup_logging
 from mirror.naming import target_reference
 from mirror.prune import run_prune
@@ -106,6 +107,22 @@ def _parser() -> argparse.ArgumentParser:
         "unless --output is given); a second merge replaces the first",
     )
     buildspec.add_argument(
+        "--lock",
+        type=Path,
+        metavar="LOCKFILE",
+        help="pin to the digests in this `mirror lock` file instead of asking the target",
+    )
+    buildspec.add_argument(
+        "--output",
+        metavar="DEST",
+        help="a file, s3://BUCKET/KEY or ssm:/PARAMETER (default: stdout)",
+    )
+    lock = commands.add_parser(
+        "lock",
+        parents=[common],
+        help="write every configured reference's mirror reference and digest (JSON)",
+    )
+    lock.add_argument(
         "--output",
         metavar="DEST",
         help="a file, s3://BUCKET/KEY or ssm:/PARAMETER (default: stdout)",
@@ -216,17 +233,22 @@ def _buildspec(config: Config, args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.dockerfile if not p.is_file()]
     if missing:
         raise ConfigError(f"--dockerfile: no such file: {', '.join(missing)}")
-    clients = Clients(config)
-    try:
-        pulls, warnings = collect_pulls(config, clients)
-    finally:
-        clients.close()
+    if args.lock is not None:  # pinned by the lock: no registry request at all
+        lock = read_lock(args.lock)
+        pulls, warnings = pulls_from_lock(lock)
+        registry = str(lock["registry"])
+    else:
+        clients = Clients(config)
+        try:
+            pulls, warnings = collect_pulls(config, clients)
+        finally:
+            clients.close()
+        registry = clients.target_registry
     if args.dockerfile:
         pulls, unused = only_used(pulls, base_images(args.dockerfile))
         warnings += unused
     for warning in warnings:
         print(f"mirror: warning: {warning}", file=sys.stderr)
-    registry = clients.target_registry
     if args.merge:
         text = merge_commands(args.merge, render_commands(config, registry, pulls))
     else:
@@ -235,6 +257,23 @@ def _buildspec(config: Config, args: argparse.Namespace) -> int:
     where = publish(text, destination)
     if where != "stdout":
         print(f"mirror: {len(pulls)} images written to {where}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _lock(config: Config, args: argparse.Namespace) -> int:
+    clients = Clients(config)
+    try:
+        lock, problems = build_lock(config, clients)
+    finally:
+        clients.close()
+    for problem in problems:
+        print(f"mirror: {problem}", file=sys.stderr)
+    if problems:
+        print("mirror: the lock would be incomplete; nothing was written", file=sys.stderr)
+        return EXIT_FAILED
+    where = publish(json.dumps(lock, indent=2) + "\n", args.output)
+    if where != "stdout":
+        print(f"mirror: {len(lock['images'])} images locked in {where}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -364,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _buildspec(config, args)
         if args.command == "prune":
             return _prune(config, args)
+        if args.command == "lock":
+            return _lock(config, args)
         return _run(config, args)
     except ConfigError as exc:
         print(f"mirror: {exc}", file=sys.stderr)

@@ -35,6 +35,7 @@ class CopyJob:
     platforms: PlatformFilter | None = None  # None: every platform, bytes unchanged
     immutable: bool = False  # once in the target, never checked upstream again
     refresh: float | None = None  # the daemon's check interval for it; None: every pass
+    written: str = ""  # as the config writes it: `nginx:1.16`, `python:3.12-slim`
 
 
 class Staleness(IntEnum):

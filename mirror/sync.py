@@ -148,7 +148,12 @@ def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[
                 log.warning("duplicate_image", source=str(source), line=entry.line)
                 continue
             jobs[str(target)] = CopyJob(
-                source, target, entry.platforms, entry.immutable(source), entry.refresh
+                source,
+                target,
+                entry.platforms,
+                entry.immutable(source),
+                entry.refresh,
+                entry.written_as(tag),
             )
     return list(jobs.values()), failures
 

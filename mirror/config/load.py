@@ -42,6 +42,11 @@ class ImageEntry:
     line: int = 0
     immutable_tags: tuple[str, ...] = ()  # globs: once mirrored, never checked upstream again
     refresh: float | None = None  # seconds between the daemon's checks; None: every pass
+    written: str = ""  # the reference as the config writes it (`nginx`, `python`)
+
+    def written_as(self, tag: str | None) -> str:
+        """How a user would write one of this entry's images: `python:3.12-slim`."""
+        return f"{self.written}:{tag}" if tag and (self.tags or self.rule) else self.written
 
     def immutable(self, source: Reference) -> bool:
         """A digest never changes; a tag matching immutable_tags is trusted not to."""
@@ -139,9 +144,10 @@ def _entries(model: MirrorConfig, tree: Any) -> tuple[ImageEntry, ...]:
             "immutable_tags": tuple(model.defaults.immutable_tags),
         }
         if isinstance(item, str):
-            entries.append(ImageEntry(parse_reference(item), **common))
+            entries.append(ImageEntry(parse_reference(item), written=item, **common))
             continue
         spec: ImageSpec = item
+        common["written"] = spec.image
         if spec.platforms is not None:
             common["platforms"] = _platform_filter(spec.platforms)
         if spec.immutable_tags is not None:
