@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from mirror.blobs import BlobCopier, BlobOutcome
+from mirror.config.model import ArtifactSettings
 from mirror.errors import ImmutableTagError, NotFoundError, RegistryError, SelectionError
 from mirror.oci.client import RegistryClient
 from mirror.oci.reference import Reference
@@ -36,6 +37,10 @@ class CopyJob:
     immutable: bool = False  # once in the target, never checked upstream again
     refresh: float | None = None  # the daemon's check interval for it; None: every pass
     written: str = ""  # as the config writes it: `nginx:1.16`, `python:3.12-slim`
+    artifacts: ArtifactSettings | None = None  # referrers and cosign tags to copy after it
+
+
+BeforeCopy = Callable[[CopyJob, Upstream, str | None, ImageResult], None]
 
 
 class Staleness(IntEnum):
@@ -66,10 +71,12 @@ class ImageCopier:
         prepare: Callable[[str], None] = lambda repository: None,
     ) -> None:
         """`prepare(repository)` runs before the first write to a target repository (ECR:
-        create it with the configured settings)."""
+        create it with the configured settings); `before_copy(job, upstream, digest,
+        result)` may refuse an image (raise) before anything of it is pulled or written."""
         self._target = target
         self._blobs = blobs
         self._prepare = prepare
+        self.before_copy: BeforeCopy | None = None
         self._manifests: dict[str, Manifest] = {}
         self._lock = threading.Lock()
 
@@ -124,13 +131,15 @@ class ImageCopier:
         if check.staleness is Staleness.CURRENT:
             result.action = Action.SKIPPED
             return
+        if self.before_copy is not None:
+            self.before_copy(job, upstream, check.upstream.digest or None, result)
         self._prepare(job.target.repository)
         previous = result.target_digest  # the check saw this in the target
         source = job.source
-        manifest = self._pull(upstream, source.repository, check.upstream.digest or None,
+        manifest = self.pull(upstream, source.repository, check.upstream.digest or None,
                               source.identifier, result)  # fmt: skip
         result.upstream_digest = manifest.digest
-        top = self._copy_content(job, upstream, manifest, result)
+        top = self.copy_content(job, upstream, manifest, result)
         try:
             self._target.put_manifest(job.target.repository, job.target.identifier, top)
         except RegistryError as exc:
@@ -148,7 +157,7 @@ class ImageCopier:
             result.previous_digest = previous
         result.action = Action.COPIED
 
-    def _pull(
+    def pull(
         self,
         upstream: Upstream,
         repository: str,
@@ -168,7 +177,7 @@ class ImageCopier:
             self._manifests[manifest.digest] = manifest
         return manifest
 
-    def _copy_content(
+    def copy_content(
         self, job: CopyJob, upstream: Upstream, manifest: Manifest, result: ImageResult
     ) -> Manifest:
         """Everything `manifest` needs in the target; returns the manifest to tag."""
@@ -183,23 +192,25 @@ class ImageCopier:
                 + ", ".join(sorted({str(c.platform) for c in manifest.children if c.platform})),
             )
         for child in top.children:
-            self._copy_child(job, upstream, child, result)
+            self.copy_child(job, upstream, child, result)
         return top
 
-    def _copy_child(
+    def copy_child(
         self, job: CopyJob, upstream: Upstream, child: Descriptor, result: ImageResult
-    ) -> None:
+    ) -> bool:
+        """Copy a manifest by digest unless the target has it; whether it was copied."""
         target_repo = job.target.repository
         if self._target.head_manifest(target_repo, child.digest) is not None:
-            return
-        manifest = self._pull(upstream, job.source.repository, child.digest, child.digest, result)
+            return False
+        manifest = self.pull(upstream, job.source.repository, child.digest, child.digest, result)
         if manifest.is_index:
             for grandchild in manifest.children:
-                self._copy_child(job, upstream, grandchild, result)
+                self.copy_child(job, upstream, grandchild, result)
         else:
             self._copy_blobs(job, upstream, manifest, result)
         self._target.put_manifest(target_repo, child.digest, manifest)
         result.manifests_pushed += 1
+        return True
 
     def _copy_blobs(
         self, job: CopyJob, upstream: Upstream, manifest: Manifest, result: ImageResult

@@ -58,6 +58,7 @@ class ImageResult:
     target_digest: str | None = None
     previous_digest: str | None = None  # what the target tag held before this copy moved it
     upstream_checked: bool = True  # False: an immutable tag already mirrored, not asked
+    artifacts: list[str] | None = None  # signatures, attestations, SBOMs copied with it
     platforms: str = "all"
     bytes: int = 0
     blobs_copied: int = 0

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import httpx
 import structlog
 
+from mirror.artifacts import ArtifactCopier
 from mirror.blobs import BlobCopier
 from mirror.config import Config, ImageEntry
 from mirror.copy import Check, CopyJob, ImageCopier, Staleness
@@ -154,6 +155,7 @@ def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[
                 entry.immutable(source),
                 entry.refresh,
                 entry.written_as(tag),
+                entry.artifacts,
             )
     return list(jobs.values()), failures
 
@@ -216,7 +218,8 @@ class _Pass:
                 return None
             if self.options.checked_at is not None:
                 self.options.checked_at[str(job.target)] = time.time()
-            if found.staleness is Staleness.CURRENT:
+            artifacts_due = job.artifacts is not None and not self.options.dry_run
+            if found.staleness is Staleness.CURRENT and not artifacts_due:
                 result.action = Action.SKIPPED
                 self.record(result)
                 return None
@@ -281,11 +284,16 @@ class _Pass:
                 result.quota = f"{covered}: {left} pulls left above the reserve"
             self.record(result)
 
-    def copy(self, copier: ImageCopier, pending: list[_Pending]) -> dict[str, float]:
+    def copy(
+        self, copier: ImageCopier, artifacts: ArtifactCopier, pending: list[_Pending]
+    ) -> dict[str, float]:
         def work(item: _Pending, resumed: bool) -> None:
             upstream = self.clients.upstream(item.job.source.registry)
+            result = item.result
             try:
-                copier.copy(item.job, upstream, item.result, None if resumed else item.check)
+                copier.copy(item.job, upstream, result, None if resumed else item.check)
+                if item.job.artifacts is not None and result.upstream_digest:
+                    artifacts.copy(item.job, upstream, result.upstream_digest, result)
             except QuotaWait:
                 raise
             except Exception as exc:
@@ -368,13 +376,15 @@ class _Pass:
             copier = ImageCopier(
                 self.clients.target, blobs, prepare=self.clients.prepare_repository
             )
+            artifacts = ArtifactCopier(copier, self.clients.target)
+            copier.before_copy = artifacts.require_signature
             try:
                 pending = self.check_all(copier, jobs)
                 waited: dict[str, float] = {}
                 if self.options.dry_run:
                     self.plan(pending)
                 else:
-                    waited = self.copy(copier, pending)
+                    waited = self.copy(copier, artifacts, pending)
                     self.check_image_quotas()
             finally:
                 blobs.close()

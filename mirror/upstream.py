@@ -80,6 +80,13 @@ class Upstream:
                 waits.append(wait)
         raise min(waits, key=lambda w: w.seconds)
 
+    def get_referrers(self, repository: str, digest: str) -> list[Descriptor] | None:
+        """Not a manifest pull: rate limits count GETs of /manifests/ only."""
+        try:
+            return self._free.client.get_referrers(repository, digest)
+        except TooManyRequestsError as error:
+            raise self._quota_answer(self._free, error) from None
+
     def list_tags(self, repository: str) -> list[str]:
         return self._free.client.list_tags(repository)
 

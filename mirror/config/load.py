@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from mirror.config.model import ImageSpec, MirrorConfig, TagRule
+from mirror.config.model import ArtifactSettings, ImageSpec, MirrorConfig, TagRule
 from mirror.config.source import config_base_dir, read_config_text
 from mirror.durations import parse_duration
 from mirror.errors import ConfigError
@@ -43,6 +43,7 @@ class ImageEntry:
     immutable_tags: tuple[str, ...] = ()  # globs: once mirrored, never checked upstream again
     refresh: float | None = None  # seconds between the daemon's checks; None: every pass
     written: str = ""  # the reference as the config writes it (`nginx`, `python`)
+    artifacts: ArtifactSettings | None = None  # signatures, attestations, SBOMs to copy too
 
     def written_as(self, tag: str | None) -> str:
         """How a user would write one of this entry's images: `python:3.12-slim`."""
@@ -142,6 +143,7 @@ def _entries(model: MirrorConfig, tree: Any) -> tuple[ImageEntry, ...]:
             "platforms": default_platforms,
             "line": line,
             "immutable_tags": tuple(model.defaults.immutable_tags),
+            "artifacts": model.defaults.artifacts,
         }
         if isinstance(item, str):
             entries.append(ImageEntry(parse_reference(item), written=item, **common))
@@ -154,6 +156,8 @@ def _entries(model: MirrorConfig, tree: Any) -> tuple[ImageEntry, ...]:
             common["immutable_tags"] = tuple(spec.immutable_tags)
         if spec.refresh is not None:
             common["refresh"] = parse_duration(spec.refresh)
+        if spec.artifacts is not None:
+            common["artifacts"] = spec.artifacts
         written = parse_reference(spec.image, default_tag=None)
         if isinstance(spec.tags, TagRule):
             entries.append(ImageEntry(written, rule=spec.tags, **common))

@@ -368,9 +368,33 @@ def _check_refresh(value: str | None) -> str | None:
     return value
 
 
+ARTIFACT_KINDS = ("signature", "attestation", "sbom")
+
+
+class ArtifactSettings(Section):
+    """Which artifacts attached to an image are copied with it: kinds (signature,
+    attestation, sbom), exact artifactType media types, or "*" for every referrer."""
+
+    include: list[str] = Field(default_factory=lambda: list(ARTIFACT_KINDS))
+    exclude: list[str] = Field(default_factory=list)
+    require: bool = False  # an image without a signature upstream is reported, not mirrored
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item not in (*ARTIFACT_KINDS, "*") and "/" not in item:
+                raise ValueError(
+                    f"unknown artifact kind {item!r}: write signature, attestation, sbom, "
+                    "'*', or an artifactType media type such as application/spdx+json"
+                )
+        return value
+
+
 class Defaults(Section):
     platforms: Platforms = "all"
     immutable_tags: list[str] = Field(default_factory=list)  # globs: never re-checked upstream
+    artifacts: ArtifactSettings | None = None  # None: images only
 
     _immutable = field_validator("immutable_tags")(_check_tag_patterns)
 
@@ -425,6 +449,7 @@ class ImageSpec(Section):
     platforms: Platforms | None = None
     immutable_tags: list[str] | None = None  # overrides defaults.immutable_tags
     refresh: str | None = None  # the daemon checks this image this often (default: every pass)
+    artifacts: ArtifactSettings | None = None  # overrides defaults.artifacts
 
     _image = field_validator("image")(_check_reference)
     _platforms = field_validator("platforms")(_check_platforms)

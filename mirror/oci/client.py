@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from mirror.errors import error_from_response
-from mirror.oci.types import ACCEPT_MANIFESTS, Descriptor, Manifest, parse_manifest
+from mirror.oci.types import ACCEPT_MANIFESTS, OCI_INDEX, Descriptor, Manifest, parse_manifest
 from mirror.quota import Pacer
 from mirror.retry import RetryPolicy
 
@@ -172,6 +172,31 @@ class RegistryClient:
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
         self._check(response, f"upload blob {digest}")
+
+    def get_referrers(self, repository: str, digest: str) -> list[Descriptor] | None:
+        """Manifests whose `subject` is `digest`, from the OCI 1.1 referrers API; None when
+        the registry has no such API (it answers 404), so the caller falls back to the
+        `sha256-<hex>` tag. Follows `Link` pagination."""
+        url: httpx.URL | None = self._url(f"/v2/{repository}/referrers/{digest}")
+        found: list[Descriptor] = []
+        pages = 0
+        while url is not None and pages < _MAX_TAG_PAGES:
+            pages += 1
+            page_url = url
+
+            def attempt(page_url: httpx.URL = page_url) -> httpx.Response | None:
+                response = self._http.get(page_url, headers={"Accept": OCI_INDEX})
+                if response.status_code in (404, 405):
+                    return None
+                return self._check(response, f"referrers of {repository}@{digest}")
+
+            response = self._retry.call(attempt)
+            if response is None:
+                return None if pages == 1 else found
+            body = response.json()
+            found += [Descriptor.from_json(d) for d in body.get("manifests") or []]
+            url = next_link(response)
+        return found
 
     def list_tags(self, repository: str) -> list[str]:
         """Every tag, following `Link` pagination (a tag list is not a manifest pull)."""

@@ -44,6 +44,8 @@ ACCEPT = ", ".join(
 _MANIFEST_RE = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
 _BLOB_RE = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$")
 _TAGS_RE = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
+_REFERRERS_RE = re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest>sha256:[a-f0-9]{64})$")
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 _CDN_RE = re.compile(r"^/cdn/(?P<name>.+)/(?P<digest>sha256:[a-f0-9]{64})$")
 
 
@@ -80,6 +82,9 @@ class DockerHubFront:
         self.corrupt: set[str] = set()  # blob digests the CDN serves with a flipped byte
         self.cut_next_blobs = 0  # this many CDN answers stop halfway and drop the connection
         self.cdn_mib_per_second: float | None = None  # a slow CDN, for shutdowns mid-upload
+        # Serve the OCI 1.1 referrers API (from the backend's `sha256-<hex>` fallback tag);
+        # off, the endpoint is a 404 like a registry without it.
+        self.referrers_api = False
         self.counters = HubCounters()
         self._tokens: dict[str, tuple[str | None, set[str]]] = {}
         self._quotas: dict[str, _Quota] = {}
@@ -207,6 +212,7 @@ class _FrontHandler(_Handler):
             (_MANIFEST_RE, self.manifest),
             (_BLOB_RE, self.blob),
             (_TAGS_RE, self.tags),
+            (_REFERRERS_RE, self.referrers),
         ):
             match = pattern.match(parsed.path)
             if match:
@@ -285,6 +291,17 @@ class _FrontHandler(_Handler):
         self.end_headers()
         if self.command == "GET":
             self.wfile.write(backend.content)
+
+    def referrers(self, match: re.Match[str], _source: str, _query: Any) -> None:
+        if not self.hub.referrers_api:
+            return self.error(404, "NOT_FOUND", "no such endpoint")
+        tag = match["digest"].replace(":", "-")
+        backend = self.hub.backend.get(
+            f"/v2/{match['name']}/manifests/{tag}", headers={"Accept": OCI_INDEX}
+        )
+        manifests = backend.json().get("manifests", []) if backend.status_code == 200 else []
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
+        self.reply(200, body.encode(), {"Content-Type": OCI_INDEX})
 
     def blob(self, match: re.Match[str], _source: str, _query: Any) -> None:
         with self.hub._lock:

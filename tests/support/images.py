@@ -201,3 +201,75 @@ class Seeder:
                 self.blob(repository, blob)
         self.manifest(repository, tag, item.manifest, item.media_type)
         return item.digest
+
+
+COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+SPDX = "application/spdx+json"
+
+
+@dataclass(frozen=True)
+class Attached:
+    signature: str  # digest of the cosign `.sig` manifest
+    sbom: str  # digest of the OCI referrer
+    tag_index: str  # digest of the `sha256-<hex>` fallback index
+
+
+def attach_signature_and_sbom(seeder: Seeder, repository: str, subject: Image | Index) -> Attached:
+    """What `cosign sign` (legacy tag) and `oras attach --artifact-type application/spdx+json`
+    leave on a registry without the referrers API, as the distribution 2.8 here is."""
+    tag = "sha256-" + subject.digest.removeprefix("sha256:")
+    payload = Blob(
+        json.dumps({"critical": {"image": {"docker-manifest-digest": subject.digest}}}).encode(),
+        COSIGN_SIMPLESIGNING,
+    )
+    config = Blob(b'{"architecture":"","os":""}', OCI_CONFIG)
+    for blob in (payload, config):
+        seeder.blob(repository, blob)
+    annotation = {"dev.cosignproject.cosign/signature": "MEUCIQ-not-a-real-signature"}
+    layer = {**payload.descriptor(), "annotations": annotation}
+    signature = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.descriptor(),
+            "layers": [layer],
+        }
+    ).encode()
+    seeder.manifest(repository, f"{tag}.sig", signature, OCI_MANIFEST)
+
+    empty, sbom = Blob(b"{}", OCI_EMPTY), Blob(b'{"spdxVersion":"SPDX-2.3"}', SPDX)
+    for blob in (empty, sbom):
+        seeder.blob(repository, blob)
+    subject_descriptor = {
+        "mediaType": subject.media_type,
+        "digest": subject.digest,
+        "size": len(subject.manifest),
+    }
+    referrer = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": SPDX,
+            "config": empty.descriptor(),
+            "layers": [sbom.descriptor()],
+            "subject": subject_descriptor,
+        }
+    ).encode()
+    seeder.manifest(repository, digest_of(referrer), referrer, OCI_MANIFEST)
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": digest_of(referrer),
+                    "size": len(referrer),
+                    "artifactType": SPDX,
+                }
+            ],
+        }
+    ).encode()
+    seeder.manifest(repository, tag, index, OCI_INDEX)
+    return Attached(digest_of(signature), digest_of(referrer), digest_of(index))

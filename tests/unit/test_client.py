@@ -141,3 +141,40 @@ def test_an_upload_keeps_the_session_state_in_the_query(httpx_mock, registry):
 def test_a_mount_answered_201_needs_no_upload(httpx_mock, registry):
     httpx_mock.add_response(method="POST", status_code=201, headers={"Location": "/v2/a/blobs/x"})
     assert registry.start_upload("a", ("sha256:" + "1" * 64, "b")) is None
+
+
+DIGEST = "sha256:" + "c" * 64
+
+
+def referrer(n: int, artifact_type: str) -> dict[str, object]:
+    return {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": "sha256:" + str(n) * 64,
+        "size": 10,
+        "artifactType": artifact_type,
+    }
+
+
+def test_referrers_follow_pagination_and_keep_the_artifact_type(httpx_mock, registry):
+    httpx_mock.add_response(
+        url=f"{BASE}/v2/a/referrers/{DIGEST}",
+        json={"schemaVersion": 2, "manifests": [referrer(1, "application/spdx+json")]},
+        headers={"Link": f'</v2/a/referrers/{DIGEST}?last=1>; rel="next"'},
+    )
+    httpx_mock.add_response(
+        url=f"{BASE}/v2/a/referrers/{DIGEST}?last=1",
+        json={"schemaVersion": 2, "manifests": [referrer(2, "application/vnd.in-toto+json")]},
+    )
+
+    found = registry.get_referrers("a", DIGEST)
+
+    assert [d.raw["artifactType"] for d in found] == [
+        "application/spdx+json",
+        "application/vnd.in-toto+json",
+    ]
+
+
+def test_a_registry_without_the_referrers_api_says_so_with_none(httpx_mock, registry):
+    httpx_mock.add_response(url=f"{BASE}/v2/a/referrers/{DIGEST}", status_code=404, text="404")
+
+    assert registry.get_referrers("a", DIGEST) is None

@@ -79,6 +79,14 @@ def test_defaults_are_folded_into_each_image(tmp_path):
         (("    platforms: all", "    refresh: 0s"), ":11: images[1].refresh: refresh must be"),
         (("    platforms: all", "    refresh: soon"), ":11: images[1].refresh: invalid duration"),
         (("images:", "prune: {}\nimages:"), ":7: prune: prune works through the ECR API"),
+        (
+            ("    platforms: all", "    artifacts: {include: [signatures]}"),
+            ":11: images[1].artifacts.include: unknown artifact kind 'signatures'",
+        ),
+        (
+            ("images:", "events: [{webhook: {url: x}, sns: {topic_arn: y}}]\nimages:"),
+            ":7: events[0].webhook.url: write an http(s) URL",
+        ),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path, change, expected):
