@@ -26,7 +26,7 @@ from mirror.blobs import BlobCopier
 from mirror.config import Config, ImageEntry
 from mirror.copy import Check, CopyJob, ImageCopier, Staleness
 from mirror.errors import MirrorError, SelectionError
-from mirror.events import EventPublisher, TagMoved
+from mirror.events import FLUSH_SECONDS, EventPublisher, TagMoved
 from mirror.naming import pull_through_reference, target_reference
 from mirror.ptc import ptc_prefix
 from mirror.quota import QuotaWait
@@ -64,6 +64,8 @@ class SyncOptions:
     checked_at: dict[str, float] | None = None
     default_refresh: float = 0.0
 
+
+STOPPING_FLUSH_SECONDS = 2.0  # event deliveries left when the daemon is told to stop
 
 # A pass scheduled exactly one refresh after the last check must find the image due.
 DUE_TOLERANCE = 0.9
@@ -350,8 +352,9 @@ class _Pass:
         try:
             self._run()
         finally:
-            if self.events is not None:
-                self.events.close()
+            if self.events is not None:  # stopping (SIGTERM): the grace period is short
+                stopping = self.options.stop is not None and self.options.stop.is_set()
+                self.events.close(timeout=STOPPING_FLUSH_SECONDS if stopping else FLUSH_SECONDS)
                 self.report.events_sent = self.events.sent
                 self.report.events_failed = self.events.failed
         self.report.seconds = time.monotonic() - self.started
