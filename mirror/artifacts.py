@@ -95,7 +95,6 @@ def artifact_type(descriptor: Descriptor) -> str:
 class _Found:
     referrers: list[Descriptor] = field(default_factory=list)
     tag_index: Manifest | None = None  # the upstream's fallback tag, when it has one
-    cosign_tags: dict[str, str] = field(default_factory=dict)  # tag -> digest
 
 
 class ArtifactCopier:
