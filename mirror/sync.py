@@ -71,11 +71,32 @@ STOPPING_FLUSH_SECONDS = 2.0  # event deliveries left when the daemon is told to
 DUE_TOLERANCE = 0.9
 
 
-def is_due(job: CopyJob, options: SyncOptions, now: float) -> bool:
-    if options.checked_at is None or str(job.target) not in options.checked_at:
+def _due(key: str, refresh: float | None, options: SyncOptions, now: float) -> bool:
+    if options.checked_at is None or key not in options.checked_at:
         return True
-    refresh = job.refresh if job.refresh is not None else options.default_refresh
-    return now - options.checked_at[str(job.target)] >= refresh * DUE_TOLERANCE
+    interval = refresh if refresh is not None else options.default_refresh
+    return now - options.checked_at[key] >= interval * DUE_TOLERANCE
+
+
+def is_due(job: CopyJob, options: SyncOptions, now: float) -> bool:
+    return _due(str(job.target), job.refresh, options, now)
+
+
+def listing_key(described: str) -> str:
+    """checked_at's key for when a rule entry (by its describe()) last listed tags."""
+    return f"tags of {described}"
+
+
+def listing_due(entry: ImageEntry, options: SyncOptions, now: float) -> bool:
+    """A rule entry's tag list is fetched only when its refresh is due: the daemon's
+    extra passes for one short-refresh image must not list every other repository."""
+    if entry.rule is None:
+        return True
+    key = listing_key(entry.describe())
+    due = _due(key, entry.refresh, options, now)
+    if due and options.checked_at is not None:
+        options.checked_at[key] = now
+    return due
 
 
 @dataclass
@@ -124,13 +145,18 @@ def in_shard(job: CopyJob, shard: tuple[int, int]) -> bool:
     return int.from_bytes(digest[:8], "big") % count == index
 
 
-def resolve_jobs(config: Config, clients: Clients) -> tuple[list[CopyJob], list[ImageResult]]:
-    """Concrete copy jobs, in config order, and a failed result per entry that can't resolve."""
+def resolve_jobs(
+    config: Config, clients: Clients, wanted: Callable[[ImageEntry], bool] = lambda _: True
+) -> tuple[list[CopyJob], list[ImageResult]]:
+    """Concrete copy jobs, in config order, and a failed result per entry that can't resolve.
+    Entries `wanted` turns down are left out before their tags are listed upstream."""
     target_registry = clients.target_registry
     prefix = config.model.target.repository_prefix
     jobs: dict[str, CopyJob] = {}
     failures: list[ImageResult] = []
     for entry in config.images:
+        if not wanted(entry):
+            continue
         try:
             tags = _entry_tags(entry, clients)
         except (MirrorError, httpx.HTTPError) as exc:
@@ -220,7 +246,11 @@ class _Pass:
                 return None
             if self.options.checked_at is not None:
                 self.options.checked_at[str(job.target)] = time.time()
-            artifacts_due = job.artifacts is not None and not self.options.dry_run
+            # A current image still goes through the copy step when its artifacts are to
+            # be checked; an immutable one already mirrored is not asked about at all.
+            artifacts_due = (
+                job.artifacts is not None and not self.options.dry_run and result.upstream_checked
+            )
             if found.staleness is Staleness.CURRENT and not artifacts_due:
                 result.action = Action.SKIPPED
                 self.record(result)
@@ -362,11 +392,22 @@ class _Pass:
 
     def _run(self) -> None:
         if not self.target_refuses():
-            jobs, failures = resolve_jobs(self.config, self.clients)
-            jobs = [j for j in jobs if in_shard(j, self.options.shard)]
             now = time.time()
+            unlisted: list[ImageEntry] = []
+
+            def wanted(entry: ImageEntry) -> bool:
+                if listing_due(entry, self.options, now):
+                    return True
+                unlisted.append(entry)
+                return False
+
+            jobs, failures = resolve_jobs(self.config, self.clients, wanted)
+            if self.options.checked_at is not None:  # a failed listing is retried next pass
+                for failure in failures:
+                    self.options.checked_at.pop(listing_key(failure.source), None)
+            jobs = [j for j in jobs if in_shard(j, self.options.shard)]
             due = [j for j in jobs if is_due(j, self.options, now)]
-            self.report.not_due = len(jobs) - len(due)
+            self.report.not_due = len(jobs) - len(due) + len(unlisted)
             jobs = due
             for failure in failures:
                 self.record(failure)

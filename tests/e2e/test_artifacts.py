@@ -129,3 +129,23 @@ def test_require_with_a_signature_mirrors_the_image(hub, target, seeder, write_c
 
     assert run.code == 0, run.err
     assert target_digest(target, "1.0") == digest
+
+
+def test_an_immutable_tag_with_artifacts_is_not_asked_again(
+    hub, target, seeder, write_config, mirror
+):
+    image = Image([random_blob(100)])
+    seeder.push("library/app", "v1.0.0", image)
+    attach_signature_and_sbom(seeder, "library/app", image)
+    config = write_config(
+        target,
+        "- image: app\n  tags: [v1.0.0]\n  immutable_tags: ['v*']\n  artifacts: {}",
+        docker_io=hub.url,
+    )
+    assert mirror("sync", config=config).code == 0
+    hub.reset_counters()
+
+    again = mirror("sync", config=config)
+
+    assert again.image("app:v1.0.0")["action"] == "skipped"
+    assert hub.counters.requests == []
