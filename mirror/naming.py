@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mirror.oci.reference import Reference, registry_alias
 
-__all__ = ["pin_tag", "pull_through_reference", "target_reference"]
+__all__ = ["pin_tag", "pull_through_reference", "target_reference", "target_repository"]
 
 
 def pin_tag(digest: str) -> str:
@@ -21,9 +21,14 @@ def pull_through_reference(source: Reference, registry: str, rule_prefix: str) -
     return Reference(registry, f"{rule_prefix}/{source.repository}", source.tag, source.digest)
 
 
-def target_reference(source: Reference, registry: str, prefix: str) -> Reference:
+def target_repository(source: Reference, prefix: str) -> str:
+    """The repository an upstream image lands in: `<prefix>/<alias>/<path>`."""
     parts = (prefix.strip("/"), registry_alias(source.registry), source.repository)
-    repository = "/".join(p for p in parts if p)
+    return "/".join(p for p in parts if p)
+
+
+def target_reference(source: Reference, registry: str, prefix: str) -> Reference:
+    repository = target_repository(source, prefix)
     if source.tag:
         return Reference(registry, repository, source.tag)
     assert source.digest is not None

@@ -14,7 +14,7 @@ from typing import Any
 from mirror.config import Config
 from mirror.config.source import config_base_dir
 from mirror.ecr import AwsError, call_aws
-from mirror.naming import target_reference
+from mirror.naming import target_repository
 from mirror.prune.inuse import PruneAborted, collect_uses
 from mirror.prune.plan import Decision, Scope, build_plan
 from mirror.ptc import ptc_prefix
@@ -59,15 +59,13 @@ def _scope(config: Config, clients: Clients) -> Scope:
     wanted: dict[str, set[str]] = {}
     for job in jobs:
         wanted.setdefault(job.target.repository, set()).add(job.target.identifier)
+    errors = {f.source: f.error.message for f in failures if f.error is not None}
     unresolved: dict[str, str] = {}
     for entry in config.images:
-        repository = target_reference(
-            entry.source.with_tag("x"), clients.target_registry, prefix
-        ).repository
+        repository = target_repository(entry.source, prefix)
         wanted.setdefault(repository, set())
-        for failure in failures:
-            if failure.source == entry.describe() and failure.error is not None:
-                unresolved[repository] = failure.error.message
+        if entry.describe() in errors:
+            unresolved[repository] = errors[entry.describe()]
     cached = tuple(
         ptc_prefix(prefix, host)
         for host in config.model.registries

@@ -20,7 +20,7 @@ from typing import Any
 
 from mirror.ecr import AwsError, call_aws
 from mirror.errors import MirrorError
-from mirror.naming import target_reference
+from mirror.naming import target_repository
 from mirror.oci.reference import parse_reference
 from mirror.oci.types import DOCKER_MANIFEST, INDEX_TYPES, OCI_MANIFEST
 from mirror.prune.inuse import PruneAborted, Use
@@ -77,7 +77,7 @@ class Scope:
         if ref.registry == self.registry:
             repository = ref.repository
         else:
-            repository = target_reference(ref.with_tag("x"), self.registry, self.prefix).repository
+            repository = target_repository(ref, self.prefix)
         if not self.owns(repository):
             return None
         return repository, ref.tag, ref.digest
