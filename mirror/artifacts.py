@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from mirror.config.model import ArtifactSettings
 from mirror.copy import CopyJob, ImageCopier
-from mirror.errors import MirrorError
+from mirror.errors import MirrorError, NotFoundError
 from mirror.oci.client import RegistryClient
 from mirror.oci.types import OCI_INDEX, Descriptor, Manifest, sha256_digest
 from mirror.report import ImageResult
@@ -108,10 +108,10 @@ class ArtifactCopier:
         repository: str,
         digest: str,
         result: ImageResult,
-        have_tag: str | None = None,
+        target_repository: str | None = None,
     ) -> _Found:
         """The referrers of `digest` upstream: through the API, else the fallback tag,
-        which is pulled only when its digest differs from `have_tag` (the target's)."""
+        which is not pulled when `target_repository` already holds the same one."""
         found = _Found()
         listed = upstream.get_referrers(repository, digest)
         if listed is not None:
@@ -119,11 +119,14 @@ class ArtifactCopier:
             return found
         tag = referrers_tag(digest)
         head = upstream.head_manifest(repository, tag)
-        if head is not None and (have_tag is None or head.digest != have_tag):
-            found.tag_index = self._copier.pull(
-                upstream, repository, head.digest or None, tag, result
-            )
-            found.referrers = found.tag_index.children
+        if head is None:
+            return found
+        if target_repository is not None:
+            have = self._target.head_manifest(target_repository, tag)
+            if have is not None and have.digest == head.digest:
+                return found
+        found.tag_index = self._copier.pull(upstream, repository, head.digest or None, tag, result)
+        found.referrers = found.tag_index.children
         return found
 
     def require_signature(
@@ -156,10 +159,7 @@ class ArtifactCopier:
         assert policy is not None
         target = job.target.repository
         tag = referrers_tag(digest)
-        have = self._target.head_manifest(target, tag)
-        found = self._discover(
-            upstream, job.source.repository, digest, result, have.digest if have else None
-        )
+        found = self._discover(upstream, job.source.repository, digest, result, target)
         chosen = [
             d for d in found.referrers if wants(policy, kind_of(artifact_type(d)), artifact_type(d))
         ]
@@ -214,9 +214,10 @@ class ArtifactCopier:
 
     def _merge_tag_index(self, repository: str, tag: str, chosen: list[Descriptor]) -> None:
         """A target without the referrers API: add what was copied to its fallback tag."""
-        existing: list[dict[str, object]] = []
-        if self._target.head_manifest(repository, tag) is not None:
+        try:
             existing = [d.raw for d in self._target.get_manifest(repository, tag).children]
+        except NotFoundError:
+            existing = []
         known = {str(d["digest"]) for d in existing}
         self._put_index(
             repository, tag, existing + [d.raw for d in chosen if d.digest not in known]
