@@ -369,10 +369,9 @@ def _prune(config: Config, args: argparse.Namespace) -> int:
             f"{decision.reason}{result}"
         )
     doing = "deleted" if args.apply else "to delete (add --apply to delete them)"
-    deleted = len(report.to_delete) - len(report.failed)
-    count = deleted if args.apply else len(report.to_delete)
+    count = report.deleted if args.apply else len(report.to_delete)
     print(
-        f"prune: {count} {doing}, {len(report.decisions) - len(report.to_delete)} kept"
+        f"prune: {count} {doing}, {report.kept} kept"
         + (f", {len(report.failed)} failed" if report.failed else "")
     )
     if args.report:

@@ -191,15 +191,9 @@ class Daemon:
                 reason=decision.reason,
                 result=decision.result,
             )
-        deleted = len(pruned.to_delete) - len(pruned.failed)
-        self.metrics.pruned.inc(deleted)
+        self.metrics.pruned.inc(pruned.deleted)
         self.metrics.prune_failures.inc(len(pruned.failed))
-        log.info(
-            "prune_done",
-            deleted=deleted,
-            kept=len(pruned.decisions) - len(pruned.to_delete),
-            failed=len(pruned.failed),
-        )
+        log.info("prune_done", deleted=pruned.deleted, kept=pruned.kept, failed=len(pruned.failed))
 
     # --- main loop -------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:

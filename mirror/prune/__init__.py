@@ -40,13 +40,21 @@ class PruneReport:
     def failed(self) -> list[Decision]:
         return [d for d in self.to_delete if d.result not in (None, "deleted")]
 
+    @property
+    def deleted(self) -> int:
+        return sum(1 for d in self.to_delete if d.result == "deleted")
+
+    @property
+    def kept(self) -> int:
+        return len(self.decisions) - len(self.to_delete)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "applied": self.applied,
             "seconds": round(self.seconds, 3),
             "summary": {
                 "delete": len(self.to_delete),
-                "keep": len(self.decisions) - len(self.to_delete),
+                "keep": self.kept,
                 "failed": len(self.failed),
             },
             "images": [d.to_json() for d in self.decisions],
