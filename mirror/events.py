@@ -16,7 +16,6 @@ import json
 import os
 import queue
 import threading
-import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -89,6 +88,8 @@ class _Sender(Protocol):
 
     def send(self, event: TagMoved) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class _Webhook:
     def __init__(self, url: str, secret_env: str | None) -> None:
@@ -123,6 +124,9 @@ class _Webhook:
         if answer.status_code >= 300:
             raise RuntimeError(f"the receiver refused it: HTTP {answer.status_code}")
 
+    def close(self) -> None:
+        self._client.close()
+
 
 class _EventBridge:
     def __init__(self, bus: str, source: str) -> None:
@@ -148,6 +152,9 @@ class _EventBridge:
             failed = answer["Entries"][0]
             raise Transient(f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}")
 
+    def close(self) -> None:
+        self._client.close()
+
 
 class _Sns:
     def __init__(self, topic_arn: str) -> None:
@@ -170,6 +177,9 @@ class _Sns:
             )
         except Exception as exc:
             raise Transient(type(exc).__name__) from None
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def _sender(sink: EventSink) -> _Sender:
@@ -230,8 +240,10 @@ class EventPublisher:
     def close(self, timeout: float = FLUSH_SECONDS) -> None:
         """Wait up to `timeout` for deliveries in progress; what is left is logged."""
         self._queue.put(None)
-        deadline = time.monotonic() + timeout
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._thread.join(timeout)
+        if not self._thread.is_alive():  # else it still uses them, until it gives up
+            for sender, _ in self._senders:
+                sender.close()
         with self._lock:
             left = list(self._undelivered.items())
             self.failed += len(left)

@@ -52,6 +52,10 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/mirror"
@@ -61,7 +65,15 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     running = Receiver()
     yield running
-    running.server.shutdown()
+    running.stop()
+
+
+@pytest.fixture
+def broken() -> Iterator[Receiver]:
+    """A receiver that answers every delivery with 503."""
+    running = Receiver(status=503)
+    yield running
+    running.stop()
 
 
 @pytest.fixture
@@ -146,10 +158,9 @@ def test_a_moved_tag_is_announced_once_to_every_destination_and_an_unchanged_pas
 
 
 def test_a_failing_receiver_is_retried_and_never_fails_the_sync(
-    hub, target, seeder, write_config, mirror, queues, monkeypatch
+    hub, target, seeder, write_config, mirror, queues, broken, monkeypatch
 ):
     monkeypatch.setenv("MIRROR_WEBHOOK_SECRET", SECRET)
-    broken = Receiver(status=503)
     seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
     config = events_config(write_config, target, hub, queues, broken.url, attempts=2)
     assert mirror("sync", config=config).code == 0
@@ -157,7 +168,6 @@ def test_a_failing_receiver_is_retried_and_never_fails_the_sync(
 
     run = mirror("sync", config=config)
 
-    broken.server.shutdown()
     assert run.code == 0
     assert skopeo.raw_digest(target.host, f"{TARGET}:1.16") == new
     assert run.report["summary"]["events_sent"] == 2  # EventBridge and SNS still got it
