@@ -76,9 +76,11 @@ def kind_of(artifact_type: str) -> str:
 
 
 def referrers_tag(digest: str) -> str:
-    """The OCI fallback tag for `digest`'s referrers: `sha256-<hex>`."""
+    """The OCI fallback tag for `digest`'s referrers: `<alg>-<hex>`, the algorithm cut to
+    32 characters and the hex to 64 (distribution-spec, "Referrers Tag Schema"), so a
+    sha512 digest still gives a valid tag."""
     algorithm, _, hex_digest = digest.partition(":")
-    return f"{algorithm}-{hex_digest}"
+    return f"{algorithm[:32]}-{hex_digest[:64]}"
 
 
 def wants(policy: ArtifactSettings, kind: str, artifact_type: str = "") -> bool:

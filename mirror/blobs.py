@@ -8,6 +8,7 @@ held back until the check passes, so the target can never commit bad bytes.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import threading
 import time
@@ -21,6 +22,8 @@ import structlog
 
 from mirror.errors import IntegrityError
 from mirror.oci.client import RegistryClient
+from mirror.oci.grammar import require_digest
+from mirror.oci.limits import check_deadline
 from mirror.oci.types import Descriptor
 from mirror.retry import RetryPolicy
 from mirror.upstream import Upstream
@@ -47,9 +50,7 @@ def verified_chunks(
     response: httpx.Response, digest: str, size: int, progress: ProgressFn | None = None
 ) -> Iterator[bytes]:
     """Yield a blob's bytes, raising IntegrityError before the last chunk if they are wrong."""
-    algorithm, _, expected_hex = digest.partition(":")
-    if algorithm not in ("sha256", "sha512"):
-        raise IntegrityError(f"unsupported digest algorithm in {digest}")
+    algorithm, _, expected_hex = require_digest(digest, "blob").partition(":")
     hasher = hashlib.new(algorithm)
     received = 0
     held: bytes | None = None
@@ -61,6 +62,7 @@ def verified_chunks(
                 hint="the upstream served different content; nothing was tagged",
             )
         hasher.update(chunk)
+        check_deadline()
         if held is not None:
             yield held
         held = chunk
@@ -138,9 +140,12 @@ class BlobCopier:
     ) -> list[BlobTransfer]:
         """Copy every blob concurrently; raise the first failure once all have stopped."""
         unique = {b.digest: b for b in blobs}.values()
+        # Each blob runs in a copy of this context: the image's deadline goes with it.
         futures = [
             self._pool.submit(
-                self._ensure, _BlobJob(upstream, source_repo, target_repo, blob, image)
+                contextvars.copy_context().run,
+                self._ensure,
+                _BlobJob(upstream, source_repo, target_repo, blob, image),
             )
             for blob in unique
         ]

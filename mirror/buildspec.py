@@ -14,7 +14,6 @@ that does not exist.
 from __future__ import annotations
 
 import io
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +22,10 @@ from ruamel.yaml import YAML
 
 from mirror.config import Config
 from mirror.dockerfile import BaseImage
-from mirror.errors import MirrorError
+from mirror.errors import MirrorError, printable
+from mirror.oci.grammar import is_digest, is_repository, is_tag
 from mirror.oci.reference import DEFAULT_REGISTRY, Reference, parse_reference
+from mirror.shell import Var, Word, defaulted, export_default, join
 from mirror.sync import pull_through_cached, resolve_jobs
 from mirror.wiring import Clients
 
@@ -52,6 +53,17 @@ class Pull:
     path: str  # repository path in the target, with `@digest` or `:tag`
     names: tuple[str, ...]  # local names a FROM may spell it with
 
+    def __post_init__(self) -> None:
+        """The path is grammar-checked: it reaches shell, and it came from a registry."""
+        if "@" in self.path:
+            repository, _, reference = self.path.partition("@")
+            valid = is_digest(reference)
+        else:
+            repository, _, reference = self.path.rpartition(":")
+            valid = is_tag(reference)
+        if not (valid and is_repository(repository)):
+            raise ValueError(f"not a repository path with a tag or digest: {self.path!r}")
+
 
 def local_names(source: Reference) -> tuple[str, ...]:
     """Docker's familiar spelling: `nginx:1.16` for Docker Hub official images (Docker
@@ -64,7 +76,8 @@ def local_names(source: Reference) -> tuple[str, ...]:
 
 def collect_pulls(config: Config, clients: Clients) -> tuple[list[Pull], list[str]]:
     """What to pull, from the target's current state; and a warning per image left out."""
-    jobs, failures = resolve_jobs(config, clients)
+    resolved = resolve_jobs(config, clients)
+    jobs, failures = resolved.jobs, resolved.failures
     warnings = [f"{f.source}: {f.error.message if f.error else 'not resolved'}" for f in failures]
     pulls: list[Pull] = []
     for job in jobs:
@@ -115,25 +128,42 @@ def _ecr_region(config: Config) -> str | None:
     return target.region if target.kind == "ecr" else None
 
 
-def render_commands(config: Config, registry: str, pulls: list[Pull]) -> list[str]:
-    """Buildspec `pre_build` commands (one shell; a failed pull after retries fails the build)."""
-    commands = [BEGIN_MARK, f'export MIRROR_REGISTRY="${{MIRROR_REGISTRY:-{registry}}}"']
+_REGISTRY = Var("MIRROR_REGISTRY")
+
+
+def _mirror_ref(pull: Pull) -> Word:
+    """`"${MIRROR_REGISTRY}"/<path>`: the registry can be overridden at build time."""
+    return (_REGISTRY, f"/{pull.path}")
+
+
+def _login(config: Config) -> tuple[str, str] | None:
+    """ECR's login as (password command, docker login reading it on stdin), in the build's
+    Region unless the include names one; None for other targets."""
     region = _ecr_region(config)
-    if region is not None:
-        commands.append(
-            f'aws ecr get-login-password --region "${{AWS_REGION:-{region}}}" | '
-            'docker login --username AWS --password-stdin "$MIRROR_REGISTRY"'
-        )
+    if region is None:
+        return None
+    password = join(["aws", "ecr", "get-login-password", "--region"])
+    login = join(["docker", "login", "--username", "AWS", "--password-stdin", _REGISTRY])
+    return f"{password} {defaulted('AWS_REGION', region)}", login
+
+
+def render_commands(config: Config, registry: str, pulls: list[Pull]) -> list[str]:
+    """Buildspec `pre_build` commands, POSIX sh (buildspec 0.2 runs them in one shell); a
+    failed pull after retries fails the build. Every word is built by mirror.shell."""
+    commands = [BEGIN_MARK, export_default("MIRROR_REGISTRY", registry)]
+    login = _login(config)
+    if login is not None:
+        commands.append(" | ".join(login))
+    attempts = " ".join(str(i) for i in range(1, PULL_ATTEMPTS + 1))
     for pull in pulls:
-        ref = f'"$MIRROR_REGISTRY/{pull.path}"'
+        ref = _mirror_ref(pull)
+        failed = join(["echo", "mirror: could not pull", ref])
         commands.append(
-            f"for attempt in {' '.join(str(i) for i in range(1, PULL_ATTEMPTS + 1))}; do "
-            f"docker pull --quiet {ref} && break; "
-            f'[ "$attempt" = {PULL_ATTEMPTS} ] && '
-            f"{{ echo 'mirror: could not pull {pull.source}' >&2; exit 1; }}; "
+            f"for attempt in {attempts}; do {join(['docker', 'pull', '--quiet', ref])} && break; "
+            f'[ "$attempt" = {PULL_ATTEMPTS} ] && {{ {failed} >&2; exit 1; }}; '
             "sleep $((attempt * 5)); done"
         )
-        commands += [f"docker tag {ref} {shlex.quote(name)}" for name in pull.names]
+        commands += [join(["docker", "tag", ref, name]) for name in pull.names]
     commands.append(END_MARK)
     return commands
 
@@ -157,18 +187,18 @@ def render_fragment(config: Config, registry: str, pulls: list[Pull]) -> str:
 
 
 _SCRIPT = """\
-#!/usr/bin/env bash
+#!/bin/sh
 # Generated by `mirror buildspec --format script` from {config}.
 # Pulls the mirrored base images pinned by digest and tags them with the names the
-# Dockerfiles use, so unchanged FROM lines resolve locally. Override with AWS_REGION,
-# MIRROR_REGISTRY and MIRROR_PULL_PARALLEL.
-set -euo pipefail
+# Dockerfiles use, so unchanged FROM lines resolve locally. POSIX sh: run it with sh or
+# bash. Override with AWS_REGION, MIRROR_REGISTRY and MIRROR_PULL_PARALLEL.
+set -eu
 
-export MIRROR_REGISTRY="${{MIRROR_REGISTRY:-{registry}}}"
+{registry}
 PARALLEL="${{MIRROR_PULL_PARALLEL:-4}}"
 {login}
 pull_and_tag() {{
-  local ref="$MIRROR_REGISTRY/$1" attempt name
+  ref="$MIRROR_REGISTRY/$1"
   shift
   for attempt in {attempts}; do
     if docker pull --quiet "$ref" >/dev/null; then
@@ -183,31 +213,45 @@ pull_and_tag() {{
   echo "mirror: could not pull $ref for $*: is it mirrored? (mirror sync)" >&2
   return 1
 }}
-export -f pull_and_tag
 
-# One image a line: <repository path>@<digest> <local name>...
-xargs -P "$PARALLEL" -L 1 bash -c 'pull_and_tag "$@"' _ <<'IMAGES'
+pids=""
+running=0
+failed=0
+wait_all() {{
+  for pid in $pids; do
+    wait "$pid" || failed=1
+  done
+  pids=""
+  running=0
+}}
+mirror_pull() {{
+  pull_and_tag "$@" &
+  pids="$pids $!"
+  running=$((running + 1))
+  [ "$running" -lt "$PARALLEL" ] || wait_all
+}}
+
+# One image a line: mirror_pull <repository path>@<digest> <local name>...
 {images}
-IMAGES
+wait_all
+[ "$failed" = 0 ] || exit 1
 echo "mirror: {count} base images ready"
 """
 
 
 def render_script(config: Config, registry: str, pulls: list[Pull]) -> str:
-    region = _ecr_region(config)
-    login = (
-        f'aws ecr get-login-password --region "${{AWS_REGION:-{region}}}" |\n'
-        '  docker login --username AWS --password-stdin "$MIRROR_REGISTRY"\n'
-        if region is not None
-        else ""
+    login = _login(config)
+    # No pipefail in POSIX sh: the password is fetched on its own, so `set -e` sees a failure.
+    login_lines = (
+        f"password=$({login[0]})\nprintf '%s\\n' \"$password\" | {login[1]}\n" if login else ""
     )
     return _SCRIPT.format(
-        config=config.source.rsplit("/", 1)[-1],
-        registry=registry,
-        login=login,
+        config=printable(config.source.rsplit("/", 1)[-1], limit=200),
+        registry=export_default("MIRROR_REGISTRY", registry),
+        login=login_lines,
         attempts=" ".join(str(i) for i in range(1, PULL_ATTEMPTS + 1)),
         last=PULL_ATTEMPTS,
-        images="\n".join(" ".join([p.path, *p.names]) for p in pulls),
+        images="\n".join(join(["mirror_pull", p.path, *p.names]) for p in pulls),
         count=len(pulls),
     )
 
@@ -222,9 +266,9 @@ def render(fmt: str, config: Config, registry: str, pulls: list[Pull]) -> str:
 
 
 def render_build_context(registry: str, pulls: list[Pull]) -> str:
-    """`--build-context name=docker-image://ref` flags, one a line."""
+    """`--build-context name=docker-image://ref` flags, one a line, each word quoted."""
     return "".join(
-        f"--build-context {name}=docker-image://{registry}/{pull.path}\n"
+        join(["--build-context", f"{name}=docker-image://{registry}/{pull.path}"]) + "\n"
         for pull in pulls
         for name in pull.names
     )

@@ -20,7 +20,7 @@ from mirror.config.source import is_remote
 from mirror.daemon import Daemon, check_health
 from mirror.dockerfile import base_images
 from mirror.durations import parse_duration
-from mirror.errors import ConfigError, MirrorError
+from mirror.errors import ConfigError, MirrorError, printable
 from mirror.iam import policy_document
 from mirror.lock import build_lock, pulls_from_lock, read_lock
 from mirror.log import setup_logging
@@ -219,6 +219,8 @@ def _summary(report: PassReport) -> str:
         f"{counts['bytes'] / 2**20:.1f} MiB copied, "
         f"{counts['upstream_manifest_gets']} upstream manifest GETs, {report.seconds:.1f}s"
     )
+    for entry, dropped in report.dropped_tags.items():
+        text += f"\n  {entry}: {dropped} upstream tags outside the OCI grammar dropped"
     for usage in report.registries:
         spent = ", ".join(f"{c.credential}: {c.pulls}" for c in usage.credentials)
         text += f"\n  {usage.registry}: pulls {spent}"
@@ -406,10 +408,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _lock(config, args)
         return _run(config, args)
     except ConfigError as exc:
-        print(f"mirror: {exc}", file=sys.stderr)
+        print(f"mirror: {printable(str(exc), limit=2000)}", file=sys.stderr)
         return EXIT_USAGE
     except MirrorError as exc:  # the environment refused before any image started
-        print(f"mirror: {exc}", file=sys.stderr)
+        print(f"mirror: {printable(str(exc), limit=2000)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,7 @@ the run, so the image resumes later without paying twice.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,13 @@ from enum import IntEnum
 
 from mirror.blobs import BlobCopier, BlobOutcome
 from mirror.config.model import ArtifactSettings
-from mirror.errors import ImmutableTagError, NotFoundError, RegistryError, SelectionError
+from mirror.errors import (
+    ImmutableTagError,
+    IntegrityError,
+    NotFoundError,
+    RegistryError,
+    SelectionError,
+)
 from mirror.oci.client import RegistryClient
 from mirror.oci.reference import Reference
 from mirror.oci.types import INDEX_TYPES, Descriptor, Manifest, PlatformFilter
@@ -98,6 +105,13 @@ class ImageCopier:
                 code="MANIFEST_UNKNOWN",
                 hint="check the image name and tag, or remove it from the config",
             )
+        if source.digest is not None:  # a pin: its own digest is the truth, not the HEAD's
+            if head.digest and head.digest != source.digest:
+                raise IntegrityError(
+                    f"{source}: the registry announced {head.digest} for the pinned digest",
+                    hint="the upstream substitutes content for a digest pin; nothing was written",
+                )
+            head = dataclasses.replace(head, digest=source.digest)
         if not head.digest:  # the registry does not say: only a GET can tell
             return Check(head, Staleness.CHANGED)
         result.upstream_digest = head.digest

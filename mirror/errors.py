@@ -4,6 +4,9 @@
     ├── ConfigError             bad config or command line: exit 2, nothing touched
     ├── BadReferenceError       an image reference that does not parse (a ConfigError)
     ├── IntegrityError          bytes that do not match their digest or size
+    │   └── InvalidUpstreamDataError  registry data outside the OCI grammar or its limits
+    ├── DeadlineExceededError   a listing or an image took longer than its deadline
+    ├── InvalidTargetNameError  a target repository name the grammar cannot hold
     ├── SelectionError          a tag rule or platform list that selects nothing upstream
     ├── UnsupportedError        content mirror does not copy (schema1, unknown media types)
     ├── ImmutableTagError       a tag moved upstream but the target refuses to move it
@@ -19,6 +22,7 @@ Errors become exit codes only in the CLI.
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 
@@ -26,8 +30,11 @@ __all__ = [
     "AuthError",
     "BadReferenceError",
     "ConfigError",
+    "DeadlineExceededError",
     "ImmutableTagError",
     "IntegrityError",
+    "InvalidTargetNameError",
+    "InvalidUpstreamDataError",
     "MirrorError",
     "NotFoundError",
     "RegistryError",
@@ -37,6 +44,7 @@ __all__ = [
     "UnsupportedError",
     "error_from_response",
     "is_retryable",
+    "printable",
     "safe_url",
 ]
 
@@ -71,6 +79,31 @@ class IntegrityError(MirrorError):
     """Content that does not match its digest or declared size."""
 
     code = "DIGEST_MISMATCH"
+
+
+class InvalidUpstreamDataError(IntegrityError):
+    """A registry sent something outside the OCI grammar or over a limit: a malformed
+    digest or descriptor, a tag list that is not JSON, an oversized manifest, a Link or
+    realm that is refused. It fails the image (or entry) it belongs to, nothing else."""
+
+    code = "INVALID_UPSTREAM_DATA"
+
+
+class DeadlineExceededError(MirrorError):
+    """A tag listing or an image took longer than its deadline (`timeouts:`), for example
+    a registry that drips a body one byte at a time."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
+class InvalidTargetNameError(MirrorError):
+    """An upstream name whose target name would break the grammar (a repository path
+    longer than 255 characters once repository_prefix and the alias are added)."""
+
+    code = "INVALID_TARGET_NAME"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, hint="shorten target.repository_prefix")
 
 
 class SelectionError(MirrorError):
@@ -125,10 +158,19 @@ class ServerError(RegistryError):
     """5xx from the registry: usually transient."""
 
 
+def printable(text: str, *, limit: int = 500) -> str:
+    """Text from a registry made safe for a terminal and a log line: control characters
+    (newlines, ANSI escapes, bidi overrides) shown as escapes, and the length bounded."""
+    shown = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def safe_url(url: httpx.URL | str) -> str:
     """A URL fit for a message: no query string (presigned CDN URLs carry credentials there)."""
     parsed = httpx.URL(str(url))
-    return str(parsed.copy_with(query=None, fragment=None, userinfo=b""))
+    return printable(str(parsed.copy_with(query=None, fragment=None, userinfo=b"")))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -139,17 +181,25 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None  # an HTTP-date; the caller's own backoff applies
 
 
-def _registry_errors(response: httpx.Response) -> tuple[str, str]:
-    """The first (code, message) of an OCI error body, or ("", "") when there is none."""
+_ERROR_CODE_RE = re.compile(r"[A-Z0-9_]{1,64}", re.ASCII)
+
+
+def _registry_errors(body: bytes) -> tuple[str, str]:
+    """The first (code, message) of an OCI error body, or ("", "") when there is none.
+
+    The code must look like one (`MANIFEST_UNKNOWN`): it ends up in metrics labels and
+    report fields. The message is escaped and shortened."""
     try:
-        body = json.loads(response.content or b"{}")
-    except (ValueError, UnicodeDecodeError):
+        parsed = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return "", ""
-    errors = body.get("errors") if isinstance(body, dict) else None
+    errors = parsed.get("errors") if isinstance(parsed, dict) else None
     if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
         return "", ""
     first = errors[0]
-    return str(first.get("code") or ""), str(first.get("message") or "")
+    code = str(first.get("code") or "")
+    message = printable(str(first.get("message") or ""), limit=300)
+    return (code if _ERROR_CODE_RE.fullmatch(code) else ""), message
 
 
 # For answers without an error body (every HEAD), the code the body would have carried.
@@ -162,10 +212,11 @@ _HINTS = {
 }
 
 
-def error_from_response(response: httpx.Response, what: str) -> RegistryError:
-    """Turn an error response (its body already read) into a typed error about `what`."""
+def error_from_response(response: httpx.Response, what: str, body: bytes) -> RegistryError:
+    """Turn an error response into a typed error about `what`; `body` is the start of its
+    body, read within limits.ERROR_BODY_BYTES."""
     status = response.status_code
-    code, detail = _registry_errors(response)
+    code, detail = _registry_errors(body)
     message = f"{what}: {response.request.method} {safe_url(response.request.url)} -> {status}"
     if code or detail:
         message += f" {code} {detail}".rstrip()

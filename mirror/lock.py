@@ -17,8 +17,9 @@ import httpx
 
 from mirror.buildspec import Pull, local_names
 from mirror.config import Config
-from mirror.errors import ConfigError, MirrorError
-from mirror.oci.reference import parse_reference
+from mirror.errors import ConfigError, MirrorError, printable
+from mirror.oci.grammar import is_digest, is_host
+from mirror.oci.reference import Reference, parse_reference
 from mirror.sync import resolve_jobs
 from mirror.wiring import Clients
 
@@ -29,7 +30,8 @@ LOCK_VERSION = 1
 
 def build_lock(config: Config, clients: Clients) -> tuple[dict[str, Any], list[str]]:
     """The lock document, and a problem per image that keeps it from being complete."""
-    jobs, failures = resolve_jobs(config, clients)
+    resolved = resolve_jobs(config, clients)
+    jobs, failures = resolved.jobs, resolved.failures
     problems = [f"{f.source}: {f.error.message if f.error else 'not resolved'}" for f in failures]
     images = []
     for job in jobs:
@@ -66,21 +68,48 @@ def build_lock(config: Config, clients: Clients) -> tuple[dict[str, Any], list[s
     return lock, problems
 
 
+def _lock_image(image: Any, registry: str, where: str) -> tuple[Reference, Reference]:
+    """(source, target) of one lock entry, every field grammar-checked: the target names
+    the lock's registry and carries exactly the recorded digest."""
+    if not isinstance(image, dict) or not all(
+        isinstance(image.get(k), str) for k in ("source", "target", "digest")
+    ):
+        raise ConfigError(f"{where}: each image needs source, target and digest strings")
+    try:
+        source = parse_reference(image["source"])
+        target = parse_reference(image["target"])
+    except MirrorError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    digest = image["digest"]
+    if not is_digest(digest):
+        raise ConfigError(f"{where}: invalid digest {printable(repr(digest), limit=100)}")
+    if target.digest != digest or target.registry != registry:
+        raise ConfigError(
+            f"{where}: target {printable(repr(image['target']), limit=200)} is not "
+            f"{registry}/<repository>@{digest}",
+            hint="the lock was edited by hand or corrupted; regenerate it with mirror lock",
+        )
+    return source, target
+
+
 def read_lock(path: Path) -> dict[str, Any]:
+    """A lock file, refused (exit 2) unless every field passes the OCI grammar."""
     try:
         lock = json.loads(path.read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read lock {path}: {exc.strerror}") from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(f"{path} is not a mirror lock (invalid JSON: {exc})") from None
     if not isinstance(lock, dict) or lock.get("version") != LOCK_VERSION:
         raise ConfigError(f"{path} is not a version {LOCK_VERSION} mirror lock")
+    registry = lock.get("registry")
+    if not isinstance(registry, str) or not is_host(registry):
+        raise ConfigError(f"{path}: registry must be a registry host name")
     images = lock.get("images")
-    keys = ("source", "target", "digest")
-    if not isinstance(images, list) or not all(
-        isinstance(i, dict) and all(isinstance(i.get(k), str) for k in keys) for i in images
-    ):
+    if not isinstance(images, list):
         raise ConfigError(f"{path}: images must be a list with source, target and digest")
+    for number, image in enumerate(images, start=1):
+        _lock_image(image, registry, f"{path}: image {number}")
     return lock
 
 
@@ -88,14 +117,13 @@ def pulls_from_lock(lock: dict[str, Any]) -> tuple[list[Pull], list[str]]:
     """The include's pulls, pinned to the lock's digests, with no registry request."""
     registry = str(lock["registry"])
     pulls, warnings = [], []
-    for image in lock["images"]:
-        source = parse_reference(image["source"])
+    for number, image in enumerate(lock["images"], start=1):
+        source, target = _lock_image(image, registry, f"lock image {number}")
         if source.tag is None:
             warnings.append(
                 f"{source}: a digest pin cannot be tagged with the name a FROM uses; "
                 "use --format build-context for it"
             )
             continue
-        path = image["target"].removeprefix(f"{registry}/")
-        pulls.append(Pull(source, path, local_names(source)))
+        pulls.append(Pull(source, f"{target.repository}@{target.digest}", local_names(source)))
     return pulls, warnings

@@ -11,9 +11,11 @@ def pin_tag(digest: str) -> str:
     """The tag that holds a digest-pinned image, so no lifecycle rule sees it as untagged.
 
     Not `sha256-<hex>`: that form is the OCI referrers tag schema (signatures, SBOMs).
+    A sha512 digest's hex is cut to 64 characters, as the referrers tag schema cuts it,
+    so the tag stays within the 128 characters a tag may have.
     """
     algorithm, _, hex_digest = digest.partition(":")
-    return f"pin-{algorithm}-{hex_digest}"
+    return f"pin-{algorithm}-{hex_digest[:64]}"
 
 
 def pull_through_reference(source: Reference, registry: str, rule_prefix: str) -> Reference:

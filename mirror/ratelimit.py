@@ -33,7 +33,7 @@ def _probe_reference(entry: ImageEntry, clients: Clients) -> str:
         return entry.source.identifier
     if entry.tags:
         return entry.tags[0]
-    tags = clients.upstream(entry.source.registry).list_tags(entry.source.repository)
+    tags = clients.upstream(entry.source.registry).list_tags(entry.source.repository).tags
     return tags[0] if tags else "latest"
 
 

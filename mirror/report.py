@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from mirror.errors import MirrorError, safe_url
+from mirror.errors import MirrorError, printable, safe_url
 
 __all__ = ["Action", "ErrorInfo", "ImageResult", "PassReport", "write_report"]
 
@@ -36,17 +36,17 @@ class ErrorInfo:
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
         if isinstance(exc, MirrorError):
-            return cls(exc.code, exc.message, exc.hint)
+            return cls(exc.code, printable(exc.message), printable(exc.hint))
         if isinstance(exc, httpx.HTTPError):
             where = ""
             with contextlib.suppress(RuntimeError):  # an error raised before any request
                 where = f" ({exc.request.method} {safe_url(exc.request.url)})"
             return cls(
                 "NETWORK",
-                f"{type(exc).__name__}: {exc}{where}",
+                printable(f"{type(exc).__name__}: {exc}{where}"),
                 "check that the registry is reachable",
             )
-        return cls("INTERNAL", f"{type(exc).__name__}: {exc}", "this is a bug in mirror")
+        return cls("INTERNAL", printable(f"{type(exc).__name__}: {exc}"), "this is a bug in mirror")
 
 
 @dataclass
@@ -114,6 +114,8 @@ class PassReport:
     not_due: int = 0  # the daemon: images left out because their refresh has not passed
     events_sent: int = 0  # change events delivered (one per moved tag and destination)
     events_failed: int = 0  # ...and given up on; each is logged in full as event_undelivered
+    # Tags outside the OCI grammar that upstream listings held, per entry: dropped, unused.
+    dropped_tags: dict[str, int] = field(default_factory=dict)
 
     def count(self, action: Action) -> int:
         return sum(1 for r in self.images if r.action is action)
@@ -130,6 +132,7 @@ class PassReport:
             "not_due": self.not_due,
             "events_sent": self.events_sent,
             "events_failed": self.events_failed,
+            "invalid_tags_dropped": sum(self.dropped_tags.values()),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -139,6 +142,7 @@ class PassReport:
             "seconds": round(self.seconds, 3),
             "summary": self.summary(),
             "registries": [{**asdict(r), "pulls": r.pulls} for r in self.registries],
+            "dropped_tags": self.dropped_tags,
             "images": [r.to_json() for r in self.images],
         }
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import structlog
@@ -25,9 +25,10 @@ from mirror.artifacts import ArtifactCopier
 from mirror.blobs import BlobCopier
 from mirror.config import Config, ImageEntry
 from mirror.copy import Check, CopyJob, ImageCopier, Staleness
-from mirror.errors import MirrorError, SelectionError
+from mirror.errors import InvalidTargetNameError, MirrorError, SelectionError
 from mirror.events import FLUSH_SECONDS, EventPublisher, TagMoved
 from mirror.naming import pull_through_reference, target_reference
+from mirror.oci.limits import deadline
 from mirror.ptc import ptc_prefix
 from mirror.quota import QuotaWait
 from mirror.report import (
@@ -42,7 +43,14 @@ from mirror.scheduler import QuotaScheduler
 from mirror.selection import select_tags
 from mirror.wiring import Clients
 
-__all__ = ["SyncOptions", "in_shard", "pull_through_cached", "resolve_jobs", "run_pass"]
+__all__ = [
+    "Resolved",
+    "SyncOptions",
+    "in_shard",
+    "pull_through_cached",
+    "resolve_jobs",
+    "run_pass",
+]
 
 log = structlog.get_logger(__name__)
 # One event per image per pass, under its own name so a console run can leave them to
@@ -109,26 +117,45 @@ class _Pending:
     order: int
 
 
-def _entry_tags(entry: ImageEntry, clients: Clients) -> list[str | None]:
-    """The tags an entry stands for; [None] for a single written tag or digest."""
+@dataclass
+class _Listed:
+    """An entry's tags ([None] for a single written tag or digest), and the invalid tags
+    its upstream listing held, as escaped samples."""
+
+    tags: list[str | None]
+    dropped: list[str] = field(default_factory=list)
+
+
+def _entry_tags(entry: ImageEntry, clients: Clients) -> _Listed:
+    """The tags an entry stands for, listed within the metadata deadline."""
     if entry.tags:
-        return list(entry.tags)
+        return _Listed(list(entry.tags))
     if entry.rule is None:
-        return [None]
-    available = clients.upstream(entry.source.registry).list_tags(entry.source.repository)
+        return _Listed([None])
+    upstream = clients.upstream(entry.source.registry)
+    with deadline(clients.timeouts.metadata, f"listing the tags of {entry.source.name}"):
+        listing = upstream.list_tags(entry.source.repository)
+    available = listing.tags
     chosen = select_tags(
         available,
         semver_range=entry.rule.semver,
         latest=entry.rule.latest,
         regex=entry.rule.regex,
     )
+    if listing.dropped:
+        log.warning(
+            "invalid_tags_dropped",
+            entry=entry.describe(),
+            count=len(listing.dropped),
+            examples=listing.dropped[:5],
+        )
     if not chosen:
         raise SelectionError(
             f"no tag of {entry.source.name} matches {entry.describe()} "
             f"({len(available)} tags upstream)",
             hint="loosen the rule, or check the tags upstream",
         )
-    return list(chosen)
+    return _Listed(list(chosen), listing.dropped)
 
 
 def pull_through_cached(config: Config, registry: str) -> bool:
@@ -145,38 +172,48 @@ def in_shard(job: CopyJob, shard: tuple[int, int]) -> bool:
     return int.from_bytes(digest[:8], "big") % count == index
 
 
-def resolve_jobs(
-    config: Config, clients: Clients, wanted: Callable[[ImageEntry], bool] = lambda _: True
-) -> tuple[list[CopyJob], list[ImageResult]]:
-    """Concrete copy jobs, in config order, and a failed result per entry that can't resolve.
-    Entries `wanted` turns down are left out before their tags are listed upstream."""
-    target_registry = clients.target_registry
+@dataclass
+class Resolved:
+    """What the config stands for now: copy jobs in config order, a failed result per
+    entry that could not be resolved, and the invalid tags dropped from each listing."""
+
+    jobs: list[CopyJob]
+    failures: list[ImageResult]
+    dropped_tags: dict[str, list[str]] = field(default_factory=dict)  # entry -> samples
+
+
+def _list_safely(entry: ImageEntry, clients: Clients) -> _Listed | BaseException:
+    """An entry's tags, or what went wrong: one entry's failure is never the pass's."""
+    try:
+        return _entry_tags(entry, clients)
+    except Exception as exc:
+        if not isinstance(exc, MirrorError | httpx.HTTPError):
+            log.error("entry_crashed", entry=entry.describe(), exc_info=exc)
+        return exc
+
+
+def _unresolved(entry: ImageEntry, exc: BaseException) -> ImageResult:
+    return ImageResult(source=entry.describe(), target="", error=ErrorInfo.from_exception(exc))
+
+
+def _entry_jobs(
+    config: Config, entry: ImageEntry, tags: list[str | None], target_registry: str
+) -> list[CopyJob]:
+    """One copy job per tag; ValueError when a target name would break the grammar (a
+    repository path over 255 characters once the prefix is added)."""
     prefix = config.model.target.repository_prefix
-    jobs: dict[str, CopyJob] = {}
-    failures: list[ImageResult] = []
-    for entry in config.images:
-        if not wanted(entry):
-            continue
-        try:
-            tags = _entry_tags(entry, clients)
-        except (MirrorError, httpx.HTTPError) as exc:
-            failures.append(
-                ImageResult(source=entry.describe(), target="", error=ErrorInfo.from_exception(exc))
-            )
-            continue
-        cached = pull_through_cached(config, entry.source.registry)
-        rule_prefix = ptc_prefix(prefix, entry.source.registry)
-        for tag in tags:
-            source = entry.source.with_tag(tag) if tag else entry.source
-            target = (
-                pull_through_reference(source, target_registry, rule_prefix)
-                if cached
-                else target_reference(source, target_registry, prefix)
-            )
-            if str(target) in jobs:
-                log.warning("duplicate_image", source=str(source), line=entry.line)
-                continue
-            jobs[str(target)] = CopyJob(
+    cached = pull_through_cached(config, entry.source.registry)
+    rule_prefix = ptc_prefix(prefix, entry.source.registry)
+    jobs = []
+    for tag in tags:
+        source = entry.source.with_tag(tag) if tag else entry.source
+        target = (
+            pull_through_reference(source, target_registry, rule_prefix)
+            if cached
+            else target_reference(source, target_registry, prefix)
+        )
+        jobs.append(
+            CopyJob(
                 source,
                 target,
                 entry.platforms,
@@ -185,7 +222,41 @@ def resolve_jobs(
                 entry.written_as(tag),
                 entry.artifacts,
             )
-    return list(jobs.values()), failures
+        )
+    return jobs
+
+
+def resolve_jobs(
+    config: Config, clients: Clients, wanted: Callable[[ImageEntry], bool] = lambda _: True
+) -> Resolved:
+    """Concrete copy jobs, in config order, and a failed result per entry that can't resolve.
+    Entries `wanted` turns down are left out before their tags are listed upstream.
+    Listings run concurrently, so one slow upstream delays the others by nothing."""
+    target_registry = clients.target_registry
+    entries = [entry for entry in config.images if wanted(entry)]
+    workers = max(1, min(config.model.concurrency.images, len(entries)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="list") as pool:
+        listed = list(pool.map(lambda e: _list_safely(e, clients), entries))
+    resolved = Resolved([], [])
+    jobs: dict[str, CopyJob] = {}
+    for entry, outcome in zip(entries, listed, strict=True):
+        if isinstance(outcome, BaseException):
+            resolved.failures.append(_unresolved(entry, outcome))
+            continue
+        if outcome.dropped:
+            resolved.dropped_tags[entry.describe()] = outcome.dropped
+        try:
+            entry_jobs = _entry_jobs(config, entry, outcome.tags, target_registry)
+        except ValueError as exc:  # a target name past the grammar's limits
+            resolved.failures.append(_unresolved(entry, InvalidTargetNameError(str(exc))))
+            continue
+        for job in entry_jobs:
+            if str(job.target) in jobs:
+                log.warning("duplicate_image", source=str(job.source), line=entry.line)
+                continue
+            jobs[str(job.target)] = job
+    resolved.jobs = list(jobs.values())
+    return resolved
 
 
 class _Pass:
@@ -221,7 +292,7 @@ class _Pass:
         """Ping the target; if it cannot take images, fail them all before any pull."""
         try:
             self.clients.target.ping()
-        except (MirrorError, httpx.HTTPError) as exc:
+        except Exception as exc:
             error = ErrorInfo.from_exception(exc)
             for entry in self.config.images:
                 self.record(ImageResult(entry.describe(), target="", error=error))
@@ -238,7 +309,8 @@ class _Pass:
                 platforms=str(job.platforms) if job.platforms else "all",
             )
             try:
-                found = copier.check(job, self.clients.upstream(job.source.registry), result)
+                with deadline(self.clients.timeouts.metadata, f"checking {job.source}"):
+                    found = copier.check(job, self.clients.upstream(job.source.registry), result)
             except QuotaWait:
                 return _Pending(job, result, None, order)  # checked again when it runs
             except Exception as exc:
@@ -279,7 +351,7 @@ class _Pass:
             for host in dict.fromkeys(job.source.registry for job in jobs):
                 try:
                     self.clients.ensure_pull_through_cache(host, ptc_prefix(prefix, host))
-                except (MirrorError, httpx.HTTPError) as exc:
+                except Exception as exc:
                     broken[host] = exc
         for job in jobs:
             result = ImageResult(str(job.source), str(job.target), Action.PULL_THROUGH)
@@ -292,7 +364,7 @@ class _Pass:
                     warmed = self.clients.target.get_manifest(
                         job.target.repository, job.target.identifier
                     )
-                except (MirrorError, httpx.HTTPError) as exc:
+                except Exception as exc:
                     self.fail(result, exc)
                     continue
                 result.target_digest = warmed.digest
@@ -323,9 +395,10 @@ class _Pass:
             upstream = self.clients.upstream(item.job.source.registry)
             result = item.result
             try:
-                copier.copy(item.job, upstream, result, None if resumed else item.check)
-                if item.job.artifacts is not None and result.upstream_digest:
-                    artifacts.copy(item.job, upstream, result.upstream_digest, result)
+                with deadline(self.clients.timeouts.image, f"copying {item.job.source}"):
+                    copier.copy(item.job, upstream, result, None if resumed else item.check)
+                    if item.job.artifacts is not None and result.upstream_digest:
+                        artifacts.copy(item.job, upstream, result.upstream_digest, result)
             except QuotaWait:
                 raise
             except Exception as exc:
@@ -401,7 +474,9 @@ class _Pass:
                 unlisted.append(entry)
                 return False
 
-            jobs, failures = resolve_jobs(self.config, self.clients, wanted)
+            resolved = resolve_jobs(self.config, self.clients, wanted)
+            jobs, failures = resolved.jobs, resolved.failures
+            self.report.dropped_tags = {k: len(v) for k, v in resolved.dropped_tags.items()}
             if self.options.checked_at is not None:  # a failed listing is retried next pass
                 for failure in failures:
                     self.options.checked_at.pop(listing_key(failure.source), None)

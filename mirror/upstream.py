@@ -16,7 +16,7 @@ import httpx
 
 from mirror.errors import IntegrityError, TooManyRequestsError
 from mirror.oci.client import RegistryClient
-from mirror.oci.types import Descriptor, Manifest
+from mirror.oci.types import Descriptor, Manifest, TagList
 from mirror.quota import Budget, QuotaWait
 
 __all__ = ["Member", "Upstream"]
@@ -87,7 +87,7 @@ class Upstream:
         except TooManyRequestsError as error:
             raise self._quota_answer(self._free, error) from None
 
-    def list_tags(self, repository: str) -> list[str]:
+    def list_tags(self, repository: str) -> TagList:
         return self._free.client.list_tags(repository)
 
     @contextmanager

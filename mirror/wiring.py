@@ -24,7 +24,9 @@ from mirror.upstream import Member, Upstream
 
 __all__ = ["Clients", "target_registry_name"]
 
-_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=120.0, pool=300.0)
+# Nothing from a registry is decompressed (oci/limits.py): ask for identity, so a proxy
+# has no reason to compress, and httpx's default gzip/deflate offer is never made.
+_HEADERS = {"Accept-Encoding": "identity"}
 ANONYMOUS = "anonymous"
 # ECR's default PutImage rate is 10 a second per Region; stay under it, and 429s that
 # still come (other writers share the quota) are retried with backoff.
@@ -73,6 +75,7 @@ class Clients:
         self.retry = retry or RetryPolicy()
         self._config = config
         self._pool_size = model.concurrency.images + model.concurrency.blobs + 2
+        self.timeouts = model.timeouts.resolved()
         self._http: list[httpx.Client] = []
         self._upstreams: dict[str, Upstream] = {}
         self._lock = threading.Lock()
@@ -99,7 +102,12 @@ class Clients:
             self.target = self._client(
                 model.target.registry_url,
                 self.target_registry,
-                RegistryAuth(target_credentials, self._token_client(), self.target_registry),
+                RegistryAuth(
+                    target_credentials,
+                    self._token_client(),
+                    self.target_registry,
+                    origin=model.target.registry_url,
+                ),
                 self.retry,
             )
 
@@ -135,7 +143,7 @@ class Clients:
                 config.lifecycle_policy or config.retired_lifecycle_policy,
             )
         url = target.registry_url or f"https://{host}"
-        auth = RefreshingBasicAuth(self.ecr.authorization)
+        auth = RefreshingBasicAuth(self.ecr.authorization, origin=url)
         client = self._client(url, host, auth, self.retry, pacer=Pacer(ECR_PUT_IMAGE_RATE))
         return client, host
 
@@ -174,13 +182,13 @@ class Clients:
         pool: list[Credentials | None] = [*self._credentials.get(registry, [])] or [None]
         for credentials in pool:
             budget = Budget(registry, _label(credentials), reserve=settings.rate_limit.reserve)
-            auth = RegistryAuth(credentials, self._token_client(), registry)
+            auth = RegistryAuth(credentials, self._token_client(), registry, origin=url)
             client = self._client(url, registry, auth, retry, observe=budget)
             members.append(Member(client, budget))
         return Upstream(registry, members)
 
     def _token_client(self) -> httpx.Client:
-        client = httpx.Client(timeout=_TIMEOUT)
+        client = httpx.Client(timeout=self.timeouts.httpx(), headers=_HEADERS)
         self._http.append(client)
         return client
 
@@ -197,9 +205,17 @@ class Clients:
             max_connections=self._pool_size, max_keepalive_connections=self._pool_size
         )
         hooks = {"response": [observe.observe]} if observe else {}
-        http = httpx.Client(auth=auth, timeout=_TIMEOUT, limits=limits, event_hooks=hooks)
+        http = httpx.Client(
+            auth=auth,
+            timeout=self.timeouts.httpx(),
+            headers=_HEADERS,
+            limits=limits,
+            event_hooks=hooks,
+        )
         self._http.append(http)
-        return RegistryClient(http, url, name=name, retry=retry, manifest_puts=pacer)
+        return RegistryClient(
+            http, url, name=name, retry=retry, timeouts=self.timeouts, manifest_puts=pacer
+        )
 
     def close(self) -> None:
         for client in self._http:

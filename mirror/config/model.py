@@ -24,6 +24,8 @@ from pydantic_core import PydanticCustomError
 
 from mirror.durations import parse_duration
 from mirror.errors import MirrorError
+from mirror.oci.grammar import is_tag
+from mirror.oci.limits import Timeouts
 from mirror.oci.reference import parse_reference
 from mirror.oci.types import Platform
 from mirror.selection import parse_semver_range
@@ -43,11 +45,13 @@ __all__ = [
     "SecretCredentials",
     "TagRule",
     "TargetSettings",
+    "TimeoutSettings",
 ]
 
 DEFAULT_EVERY = "6h"
 _PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
-_ECR_HOST_RE = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+_ECR_HOST_RE = re.compile(r"\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?", re.ASCII)
+_REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", re.ASCII)
 _HOST_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?$")
 
 
@@ -223,6 +227,13 @@ class TargetSettings(Section):
     repository: RepositorySettings = RepositorySettings()
     credentials: EnvCredentials | None = None
 
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION_RE.fullmatch(value):
+            raise ValueError(f"invalid AWS Region {value!r}: write e.g. us-east-1 or eu-west-2")
+        return value
+
     @model_validator(mode="after")
     def _kind(self) -> TargetSettings:
         if self.registry_url is not None:
@@ -237,7 +248,7 @@ class TargetSettings(Section):
                 "kind: ecr takes no credentials: mirror uses the AWS credential chain "
                 "(instance or task role, AWS_PROFILE, environment)"
             )
-        if self.registry and not _ECR_HOST_RE.match(self.registry) and self.kind == "ecr":
+        if self.registry and not _ECR_HOST_RE.fullmatch(self.registry) and self.kind == "ecr":
             raise ValueError("write the ECR registry as ACCOUNT.dkr.ecr.REGION.amazonaws.com")
         return self
 
@@ -357,7 +368,7 @@ class PruneSettings(Section):
 
 def _check_tag_patterns(value: list[str] | None) -> list[str] | None:
     for pattern in value or []:
-        if not pattern or not re.match(r"^[\w.*?\[\]!-]+$", pattern):
+        if not pattern or not re.fullmatch(r"[A-Za-z0-9_.*?\[\]!-]+", pattern):
             raise ValueError(f"invalid tag pattern {pattern!r}: write a glob such as 'v*.*.*'")
     return value
 
@@ -404,6 +415,31 @@ class Defaults(Section):
 class Concurrency(Section):
     images: int = Field(default=4, ge=1, le=64)
     blobs: int = Field(default=4, ge=1, le=64)
+
+
+def _check_timeout(value: str) -> str:
+    if parse_duration(value) < 1:
+        raise ValueError("a timeout must be at least 1s")
+    return value
+
+
+class TimeoutSettings(Section):
+    """How long a registry may keep mirror waiting (oci/limits.py says why each exists)."""
+
+    connect: str = "10s"  # to open a connection
+    read: str = "30s"  # the longest silence within one response
+    metadata: str = "30s"  # one tag listing (every page), one image's checks, one manifest
+    image: str = "30m"  # copying one image, blobs included
+
+    _durations = field_validator("connect", "read", "metadata", "image")(_check_timeout)
+
+    def resolved(self) -> Timeouts:
+        return Timeouts(
+            connect=parse_duration(self.connect),
+            read=parse_duration(self.read),
+            metadata=parse_duration(self.metadata),
+            image=parse_duration(self.image),
+        )
 
 
 class TagRule(Section):
@@ -463,8 +499,11 @@ class ImageSpec(Section):
             if not value:
                 raise ValueError("an empty tag list selects nothing")
             for tag in value:
-                if not re.match(r"^[\w][\w.-]{0,127}$", tag):
-                    raise ValueError(f"invalid tag {tag!r}")
+                if not is_tag(tag):
+                    raise ValueError(
+                        f"invalid tag {tag!r}: tags are ASCII letters, digits and . _ - "
+                        "(at most 128, not starting with . or -)"
+                    )
         return value
 
     @model_validator(mode="after")
@@ -488,6 +527,7 @@ class MirrorConfig(Section):
     registries: dict[str, RegistrySettings] = Field(default_factory=dict)
     defaults: Defaults = Defaults()
     concurrency: Concurrency = Concurrency()
+    timeouts: TimeoutSettings = TimeoutSettings()
     daemon: DaemonSettings = DaemonSettings()
     prune: PruneSettings | None = None
     events: list[EventSink] = Field(default_factory=list)  # where moved-tag events go

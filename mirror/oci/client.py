@@ -1,5 +1,10 @@
 """The OCI distribution API over httpx: the only module that speaks HTTP to registries.
 
+Every request is built from validated parts (oci/grammar.py) and percent-encoded, every
+body is streamed and read raw within a limit (oci/limits.py), and every value read from
+a response is parsed before it is returned: callers only ever see grammar-checked tags,
+digests and descriptors. Only a 2xx answer is a success.
+
 Idempotent calls (HEAD, GET of a manifest, tag pages, manifest PUT) retry on their own;
 blob transfer is split into open/upload steps so the copier can retry it as one unit.
 """
@@ -9,17 +14,40 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from mirror.errors import error_from_response
-from mirror.oci.types import ACCEPT_MANIFESTS, OCI_INDEX, Descriptor, Manifest, parse_manifest
+from mirror.errors import InvalidUpstreamDataError, error_from_response, safe_url
+from mirror.oci.grammar import is_digest, require_digest, require_reference, require_repository
+from mirror.oci.limits import (
+    LISTING_PAGES,
+    LISTING_TAGS,
+    MANIFEST_BYTES,
+    REFERRERS_PAGES,
+    TAG_PAGE_BYTES,
+    Timeouts,
+    deadline,
+    read_bounded,
+    read_error_body,
+    request_timeout,
+    require_identity,
+)
+from mirror.oci.origin import same_origin
+from mirror.oci.types import (
+    ACCEPT_MANIFESTS,
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    TagList,
+    parse_json_object,
+    parse_manifest,
+    parse_tag_page,
+)
 from mirror.quota import Pacer
 from mirror.retry import RetryPolicy
 
 __all__ = ["RegistryClient", "next_link"]
-
-_MAX_TAG_PAGES = 10_000
 
 
 def next_link(response: httpx.Response) -> httpx.URL | None:
@@ -31,8 +59,17 @@ def next_link(response: httpx.Response) -> httpx.URL | None:
             continue
         rels = {p.strip().replace('"', "").lower() for p in params.split(";")}
         if "rel=next" in rels:
-            return response.request.url.join(target[1:-1])
+            try:
+                return response.request.url.join(target[1:-1])
+            except httpx.InvalidURL:
+                raise InvalidUpstreamDataError(
+                    f"invalid Link header from {safe_url(response.request.url)}"
+                ) from None
     return None
+
+
+def _media_type(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", "")).split(";")[0].strip()
 
 
 class RegistryClient:
@@ -45,6 +82,7 @@ class RegistryClient:
         *,
         name: str,
         retry: RetryPolicy,
+        timeouts: Timeouts | None = None,
         manifest_puts: Pacer | None = None,
     ) -> None:
         """`manifest_puts` paces manifest PUTs (ECR's PutImage is rate-limited)."""
@@ -52,168 +90,255 @@ class RegistryClient:
         self._base = httpx.URL(base_url.rstrip("/") + "/")
         self.name = name
         self._retry = retry
+        self._timeouts = timeouts or Timeouts()
+        self._socket_timeouts = self._timeouts.httpx()
         self._manifest_puts = manifest_puts
 
-    def _url(self, path: str) -> httpx.URL:
-        return self._base.join(path.lstrip("/"))
+    def _url(self, repository: str, *parts: str) -> httpx.URL:
+        """`/v2/<repository>/<parts>` from validated parts, each percent-encoded."""
+        require_repository(repository, self.name)
+        path = "/".join(quote(part, safe=":") for part in parts)  # ":" is a pchar (RFC 3986)
+        return self._base.join(f"v2/{quote(repository, safe='/')}/{path}")
 
-    def _check(self, response: httpx.Response, what: str) -> httpx.Response:
-        if response.status_code >= 400:
-            response.read()
-            raise error_from_response(response, f"{self.name}: {what}")
-        return response
+    def _manifest_url(self, repository: str, reference: str) -> httpx.URL:
+        return self._url(repository, "manifests", require_reference(reference, self.name))
+
+    def _blob_url(self, repository: str, digest: str) -> httpx.URL:
+        return self._url(repository, "blobs", require_digest(digest, self.name))
+
+    @contextmanager
+    def _stream(
+        self, method: str, url: httpx.URL, *, follow_redirects: bool = False, **kwargs: Any
+    ) -> Iterator[httpx.Response]:
+        request = self._http.build_request(
+            method, url, timeout=request_timeout(self._socket_timeouts), **kwargs
+        )
+        response = self._http.send(request, stream=True, follow_redirects=follow_redirects)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def _check(self, response: httpx.Response, what: str) -> None:
+        """Anything but 2xx is an error, with the start of its body for code and message."""
+        if not 200 <= response.status_code < 300:
+            raise error_from_response(response, f"{self.name}: {what}", read_error_body(response))
+
+    def _call(
+        self,
+        method: str,
+        url: httpx.URL,
+        what: str,
+        *,
+        limit: int = 0,
+        absent: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> tuple[httpx.Response, bytes] | None:
+        """One request: None for an `absent` status, else the response and its body, read
+        within `limit` bytes (without a limit the body is drained, up to a small bound)."""
+        with self._stream(method, url, **kwargs) as response:
+            if response.status_code in absent:
+                return None
+            self._check(response, what)
+            body = read_bounded(response, limit, what) if limit else read_error_body(response)
+            return response, body
+
+    def _require(self, found: tuple[httpx.Response, bytes] | None) -> tuple[httpx.Response, bytes]:
+        assert found is not None, "no absent status was given"
+        return found
 
     def ping(self) -> None:
         """Check that the endpoint speaks the distribution API and accepts our credentials."""
-
-        def attempt() -> None:
-            self._check(self._http.get(self._url("/v2/")), "API check")
-
-        self._retry.call(attempt)
+        url = self._base.join("v2/")
+        self._retry.call(lambda: self._call("GET", url, "API check"))
 
     def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
         """Digest, media type and size of a manifest, without pulling it; None if absent."""
+        url = self._manifest_url(repository, reference)
+        what = f"manifest {repository}:{reference}"
 
         def attempt() -> Descriptor | None:
-            response = self._http.head(
-                self._url(f"/v2/{repository}/manifests/{reference}"),
-                headers={"Accept": ACCEPT_MANIFESTS},
+            found = self._call(
+                "HEAD", url, what, absent=(404,), headers={"Accept": ACCEPT_MANIFESTS}
             )
-            if response.status_code == 404:
+            if found is None:
                 return None
-            self._check(response, f"manifest {repository}:{reference}")
+            response, _ = found
+            digest = response.headers.get("docker-content-digest", "").strip()
+            if digest:
+                require_digest(digest, f"{self.name}: {what}: Docker-Content-Digest")
+            length = response.headers.get("content-length", "")
             return Descriptor(
-                media_type=response.headers.get("content-type", "").split(";")[0].strip(),
-                digest=response.headers.get("docker-content-digest", ""),
-                size=int(response.headers.get("content-length") or 0),
+                media_type=_media_type(response),
+                digest=digest,
+                size=int(length) if length.isdigit() else 0,
             )
 
         return self._retry.call(attempt)
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """Pull a manifest and check its bytes against the digest asked for (or announced)."""
+        url = self._manifest_url(repository, reference)
+        what = f"manifest {repository}:{reference}"
 
         def attempt() -> Manifest:
-            response = self._check(
-                self._http.get(
-                    self._url(f"/v2/{repository}/manifests/{reference}"),
-                    headers={"Accept": ACCEPT_MANIFESTS},
-                ),
-                f"manifest {repository}:{reference}",
+            response, raw = self._require(
+                self._call(
+                    "GET", url, what, limit=MANIFEST_BYTES, headers={"Accept": ACCEPT_MANIFESTS}
+                )
             )
-            expected = (
-                reference
-                if reference.startswith("sha256:")
-                else response.headers.get("docker-content-digest")
-            )
-            return parse_manifest(
-                response.content, response.headers.get("content-type", ""), expected
-            )
+            announced = response.headers.get("docker-content-digest", "").strip()
+            if announced:
+                require_digest(announced, f"{self.name}: {what}: Docker-Content-Digest")
+            expected = reference if is_digest(reference) else announced or None
+            return parse_manifest(raw, _media_type(response), expected)
 
-        return self._retry.call(attempt)
+        with deadline(self._timeouts.metadata, f"{self.name}: reading {what}"):
+            return self._retry.call(attempt)
 
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+        url = self._manifest_url(repository, reference)
+
         def attempt() -> None:
             if self._manifest_puts is not None:
                 self._manifest_puts.wait()
-            self._check(
-                self._http.put(
-                    self._url(f"/v2/{repository}/manifests/{reference}"),
-                    content=manifest.raw,
-                    headers={"Content-Type": manifest.media_type},
-                ),
+            self._call(
+                "PUT",
+                url,
                 f"push manifest {repository}:{reference}",
+                content=manifest.raw,
+                headers={"Content-Type": manifest.media_type},
             )
 
         self._retry.call(attempt)
 
     def blob_exists(self, repository: str, digest: str) -> bool:
+        url = self._blob_url(repository, digest)
+
         def attempt() -> bool:
-            response = self._http.head(
-                self._url(f"/v2/{repository}/blobs/{digest}"), follow_redirects=True
+            found = self._call(
+                "HEAD", url, f"blob {repository}@{digest}", absent=(404,), follow_redirects=True
             )
-            if response.status_code == 404:
-                return False
-            self._check(response, f"blob {repository}@{digest}")
-            return True
+            return found is not None
 
         return self._retry.call(attempt)
 
     @contextmanager
     def open_blob(self, repository: str, digest: str) -> Iterator[httpx.Response]:
         """Stream a blob, following redirects (Authorization is dropped on other origins)."""
-        with self._http.stream(
-            "GET", self._url(f"/v2/{repository}/blobs/{digest}"), follow_redirects=True
-        ) as response:
-            self._check(response, f"blob {repository}@{digest}")
-            yield response
+        what = f"blob {repository}@{digest}"
+        with self._stream("GET", self._blob_url(repository, digest), follow_redirects=True) as r:
+            self._check(r, what)
+            require_identity(r, f"{self.name}: {what}")
+            yield r
 
     def start_upload(self, repository: str, mount: tuple[str, str] | None = None) -> str | None:
         """Open an upload session; with `mount=(digest, from_repo)` try a cross-repo mount.
 
         Returns None when the blob was mounted (201), else the upload URL.
         """
-        params: dict[str, Any] = {"mount": mount[0], "from": mount[1]} if mount else {}
-        url = self._url(f"/v2/{repository}/blobs/uploads/")
-        response = self._check(self._http.post(url, params=params), f"start upload {repository}")
+        params: dict[str, Any] = {}
+        if mount:
+            params = {"mount": require_digest(mount[0], self.name), "from": mount[1]}
+            require_repository(mount[1], self.name)
+        url = self._url(repository, "blobs", "uploads", "")
+        response, _ = self._require(
+            self._call("POST", url, f"start upload {repository}", params=params)
+        )
         if response.status_code == 201 and mount:
             return None
         location = response.headers.get("location")
         if not location:
-            raise error_from_response(response, f"{self.name}: upload without Location")
+            raise error_from_response(response, f"{self.name}: upload without Location", b"")
         return str(response.request.url.join(location))
 
     def finish_upload(self, location: str, digest: str, size: int, chunks: Iterable[bytes]) -> None:
         """Send the whole blob in one streamed PUT (ECR's chunked PATCH does not conform)."""
-        url = httpx.URL(location).copy_merge_params({"digest": digest})
-        response = self._http.put(
+        url = httpx.URL(location).copy_merge_params({"digest": require_digest(digest, self.name)})
+        self._call(
+            "PUT",
             url,
+            f"upload blob {digest}",
             content=chunks,
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
-        self._check(response, f"upload blob {digest}")
+
+    def _next_page(self, response: httpx.Response, what: str) -> httpx.URL | None:
+        """The next page, which must be on this registry's origin: a page elsewhere would
+        get the registry's credentials, or lead the listing anywhere."""
+        url = next_link(response)
+        if url is not None and not same_origin(url, self._base):
+            raise InvalidUpstreamDataError(
+                f"{self.name}: {what}: the next page is on another origin "
+                f"({safe_url(url)}); refused",
+                hint="the registry (or a proxy) sent a Link header to another host",
+            )
+        return url
 
     def get_referrers(self, repository: str, digest: str) -> list[Descriptor] | None:
         """Manifests whose `subject` is `digest`, from the OCI 1.1 referrers API; None when
-        the registry has no such API (it answers 404), so the caller falls back to the
-        `sha256-<hex>` tag. Follows `Link` pagination."""
-        url: httpx.URL | None = self._url(f"/v2/{repository}/referrers/{digest}")
+        the registry has no such API (404/405, or a 200 that is not an OCI index), so the
+        caller falls back to the `sha256-<hex>` tag. Follows `Link` pagination."""
+        what = f"referrers of {repository}@{digest}"
+        url: httpx.URL | None = self._url(repository, "referrers", require_digest(digest, what))
         found: list[Descriptor] = []
-        pages = 0
-        while url is not None and pages < _MAX_TAG_PAGES:
-            pages += 1
+        for page in range(REFERRERS_PAGES):
+            assert url is not None
             page_url = url
 
-            def attempt(page_url: httpx.URL = page_url) -> httpx.Response | None:
-                response = self._http.get(page_url, headers={"Accept": OCI_INDEX})
-                if response.status_code in (404, 405):
-                    return None
-                return self._check(response, f"referrers of {repository}@{digest}")
+            def attempt(page_url: httpx.URL = page_url) -> tuple[httpx.Response, bytes] | None:
+                return self._call(
+                    "GET",
+                    page_url,
+                    what,
+                    limit=TAG_PAGE_BYTES,
+                    absent=(404, 405),
+                    headers={"Accept": OCI_INDEX},
+                )
 
-            response = self._retry.call(attempt)
-            if response is None:
-                return None if pages == 1 else found
-            body = response.json()
-            found += [Descriptor.from_json(d) for d in body.get("manifests") or []]
-            url = next_link(response)
-        return found
+            with deadline(self._timeouts.metadata, f"{self.name}: listing {what}"):
+                answer = self._retry.call(attempt)
+            if answer is None or _media_type(answer[0]) != OCI_INDEX:
+                return None if page == 0 else found
+            response, raw = answer
+            body = parse_json_object(raw, f"{self.name}: {what}")
+            manifests = body.get("manifests") or []
+            if not isinstance(manifests, list):
+                raise InvalidUpstreamDataError(f"{self.name}: {what}: manifests is not a list")
+            found += [Descriptor.from_json(d) for d in manifests]
+            url = self._next_page(response, what)
+            if url is None:
+                return found
+        raise InvalidUpstreamDataError(f"{self.name}: {what}: more than {REFERRERS_PAGES} pages")
 
-    def list_tags(self, repository: str) -> list[str]:
-        """Every tag, following `Link` pagination (a tag list is not a manifest pull)."""
-        url: httpx.URL | None = self._url(f"/v2/{repository}/tags/list").copy_merge_params(
-            {"n": 1000}
-        )
-        tags: list[str] = []
+    def list_tags(self, repository: str) -> TagList:
+        """Every valid tag, following `Link` pagination (a tag list is not a manifest pull).
+
+        Tags outside the grammar are dropped (and counted), as skopeo does; a listing over
+        LISTING_PAGES pages or LISTING_TAGS tags, or one that is not a tag list, fails."""
+        what = f"tags of {repository}"
+        url: httpx.URL | None = self._url(repository, "tags", "list").copy_merge_params({"n": 1000})
+        listing = TagList()
         seen: set[str] = set()
-        while url is not None and str(url) not in seen and len(seen) < _MAX_TAG_PAGES:
+        while url is not None:
+            if len(seen) >= LISTING_PAGES:
+                raise InvalidUpstreamDataError(
+                    f"{self.name}: {what}: more than {LISTING_PAGES} pages; refused"
+                )
             seen.add(str(url))
             page_url = url
 
-            def attempt(page_url: httpx.URL = page_url) -> httpx.Response:
-                return self._check(self._http.get(page_url), f"tags of {repository}")
+            def attempt(page_url: httpx.URL = page_url) -> tuple[httpx.Response, bytes]:
+                return self._require(self._call("GET", page_url, what, limit=TAG_PAGE_BYTES))
 
-            response = self._retry.call(attempt)
-            body = response.json()
-            tags.extend(str(t) for t in (body.get("tags") or []))
-            url = next_link(response)
-        return tags
+            response, raw = self._retry.call(attempt)
+            listing.extend(parse_tag_page(raw, f"{self.name}: {what}"))
+            if len(listing.tags) + len(listing.dropped) > LISTING_TAGS:
+                raise InvalidUpstreamDataError(
+                    f"{self.name}: {what}: more than {LISTING_TAGS} tags; refused",
+                    hint="select tags by a list instead of a rule for this repository",
+                )
+            url = self._next_page(response, what)
+            if url is not None and str(url) in seen:
+                break
+        return listing

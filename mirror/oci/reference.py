@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from mirror.errors import BadReferenceError
+from mirror.oci.grammar import is_digest, is_host, is_repository, is_tag
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -22,16 +23,6 @@ __all__ = [
 
 DEFAULT_REGISTRY = "docker.io"
 _DOCKER_HUB_ALIASES = {"index.docker.io", "registry-1.docker.io", "docker.io"}
-
-# From the distribution reference grammar.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
-_HOST_RE = re.compile(
-    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    r"(?::[0-9]+)?$|^\[[0-9a-fA-F:.]+\](?::[0-9]+)?$"
-)
 
 # ECR pull-through-cache conventions for the upstream part of a target repository name.
 _ALIASES = {
@@ -52,6 +43,17 @@ class Reference:
     repository: str
     tag: str | None = None
     digest: str | None = None
+
+    def __post_init__(self) -> None:
+        """A Reference only ever holds grammar-checked parts: parse_reference says what is
+        wrong with written text; this guards every other way one is built."""
+        if not (
+            is_host(self.registry)
+            and is_repository(self.repository)
+            and (self.tag is None or is_tag(self.tag))
+            and (self.digest is None or is_digest(self.digest))
+        ):
+            raise ValueError(f"not a valid reference: {self!r}")
 
     @property
     def name(self) -> str:
@@ -85,7 +87,7 @@ class Reference:
 def _split_registry(name: str) -> tuple[str, str]:
     first, sep, rest = name.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost"):
-        if not _HOST_RE.match(first):
+        if not is_host(first):
             raise BadReferenceError(f"invalid registry host {first!r} in {name!r}")
         registry = DEFAULT_REGISTRY if first in _DOCKER_HUB_ALIASES else first
         return registry, rest
@@ -105,9 +107,10 @@ def parse_reference(text: str, *, default_tag: str | None = "latest") -> Referen
     digest: str | None = None
     if "@" in text:
         text, digest = text.split("@", 1)
-        if not _DIGEST_RE.match(digest):
+        if not is_digest(digest):
             raise BadReferenceError(
-                f"invalid digest in {original!r}", hint="a digest looks like sha256:<64 hex>"
+                f"invalid digest in {original!r}",
+                hint="a digest is sha256:<64 lowercase hex> or sha512:<128 lowercase hex>",
             )
     registry, remainder = _split_registry(text)
     tag: str | None = None
@@ -115,11 +118,14 @@ def parse_reference(text: str, *, default_tag: str | None = "latest") -> Referen
     colon = remainder.rfind(":")
     if colon > last_slash:
         remainder, tag = remainder[:colon], remainder[colon + 1 :]
-        if not _TAG_RE.match(tag):
-            raise BadReferenceError(f"invalid tag {tag!r} in {original!r}")
+        if not is_tag(tag):
+            raise BadReferenceError(
+                f"invalid tag {tag!r} in {original!r}",
+                hint="tags are ASCII letters, digits and . _ - (at most 128)",
+            )
     if registry == DEFAULT_REGISTRY and "/" not in remainder:
         remainder = f"library/{remainder}"
-    if not _PATH_RE.match(remainder):
+    if not is_repository(remainder):
         raise BadReferenceError(
             f"invalid repository {remainder!r} in {original!r}",
             hint="repository names are lowercase letters, digits and separators . _ - /",
@@ -143,4 +149,4 @@ def registry_alias(registry: str) -> str:
     repository path.
     """
     alias = _ALIASES.get(registry, registry)
-    return alias.lower().replace(":", "-").strip("[]")
+    return re.sub(r"[^a-z0-9.]+", "-", alias.lower()).strip("-.")

@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mirror.errors import IntegrityError, UnsupportedError
+from mirror.errors import IntegrityError, InvalidUpstreamDataError, UnsupportedError, printable
+from mirror.oci.grammar import is_tag, require_digest
 
 __all__ = [
     "ACCEPT_MANIFESTS",
@@ -26,7 +27,11 @@ __all__ = [
     "Manifest",
     "Platform",
     "PlatformFilter",
+    "TagList",
+    "digest_of",
+    "parse_json_object",
     "parse_manifest",
+    "parse_tag_page",
     "sha256_digest",
 ]
 
@@ -50,6 +55,54 @@ UPSTREAM_DIGEST_ANNOTATION = "io.github.mirror.upstream-digest"
 
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def digest_of(data: bytes, algorithm: str) -> str:
+    """`data`'s digest with a registered algorithm (sha256 or sha512)."""
+    return f"{algorithm}:" + hashlib.new(algorithm, data).hexdigest()
+
+
+def parse_json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A JSON object from a registry; anything else (a list, HTML, a nesting bomb) fails."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidUpstreamDataError(
+            f"{what}: not JSON ({printable(str(exc), limit=100)})"
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidUpstreamDataError(f"{what}: not a JSON object")
+    return body
+
+
+@dataclass
+class TagList:
+    """The valid tags of a listing, and how the invalid ones it also held were written."""
+
+    tags: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    def extend(self, other: TagList) -> None:
+        self.tags += other.tags
+        self.dropped += other.dropped
+
+
+def parse_tag_page(raw: bytes, what: str) -> TagList:
+    """One `tags/list` page: `{"name": ..., "tags": [...] | null}`. A tag outside the
+    grammar is dropped (skopeo skips them too), kept only as an escaped sample."""
+    body = parse_json_object(raw, what)
+    tags = body.get("tags")
+    if tags is None:
+        return TagList()
+    if not isinstance(tags, list):
+        raise InvalidUpstreamDataError(f"{what}: tags is not a list")
+    page = TagList()
+    for tag in tags:
+        if isinstance(tag, str) and is_tag(tag):
+            page.tags.append(tag)
+        else:
+            page.dropped.append(printable(repr(tag), limit=80))
+    return page
 
 
 @dataclass(frozen=True)
@@ -107,8 +160,16 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, data: Any) -> Descriptor:
+        """A descriptor from a manifest, index or referrers list: the digest must be a
+        registered one and the size a non-negative integer, or the image fails."""
         if not isinstance(data, dict):
-            raise IntegrityError("malformed descriptor in manifest")
+            raise InvalidUpstreamDataError("malformed descriptor in manifest: not an object")
+        digest = require_digest(data.get("digest"), "descriptor in manifest")
+        size = data.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 2**63:
+            raise InvalidUpstreamDataError(
+                f"descriptor {digest}: invalid size {printable(repr(size), limit=40)}"
+            )
         try:
             platform_data = data.get("platform")
             platform = (
@@ -120,16 +181,19 @@ class Descriptor:
                 if isinstance(platform_data, dict)
                 else None
             )
+            annotations = data.get("annotations") or {}
             return cls(
                 media_type=str(data.get("mediaType", "")),
-                digest=str(data["digest"]),
-                size=int(data["size"]),
+                digest=digest,
+                size=size,
                 platform=platform,
-                annotations=dict(data.get("annotations") or {}),
+                annotations={str(k): str(v) for k, v in dict(annotations).items()},
                 raw=data,
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise IntegrityError(f"malformed descriptor in manifest: {exc}") from exc
+            raise InvalidUpstreamDataError(
+                f"malformed descriptor {digest} in manifest: {printable(str(exc), limit=100)}"
+            ) from None
 
     @property
     def is_attestation(self) -> bool:
@@ -204,25 +268,26 @@ class Manifest:
 
 
 def parse_manifest(raw: bytes, content_type: str, expected_digest: str | None = None) -> Manifest:
-    """Parse manifest bytes; when `expected_digest` is given the bytes must hash to it."""
+    """Parse manifest bytes; when `expected_digest` is given the bytes must hash to it with
+    its own algorithm (sha256 or sha512; other algorithms are refused)."""
     digest = sha256_digest(raw)
-    if expected_digest and expected_digest.startswith("sha256:") and digest != expected_digest:
-        raise IntegrityError(
-            f"manifest bytes hash to {digest}, expected {expected_digest}",
-            hint="the registry served corrupt or substituted content; nothing was written",
-        )
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"manifest {digest} is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise IntegrityError(f"manifest {digest} is not a JSON object")
+    if expected_digest:
+        algorithm = require_digest(expected_digest, "manifest digest").partition(":")[0]
+        got = digest_of(raw, algorithm)
+        if got != expected_digest:
+            raise IntegrityError(
+                f"manifest bytes hash to {got}, expected {expected_digest}",
+                hint="the registry served corrupt or substituted content; nothing was written",
+            )
+        digest = expected_digest
+    body = parse_json_object(raw, f"manifest {digest}")
     media_type = str(body.get("mediaType") or content_type.split(";")[0].strip())
     if "manifests" in body and media_type not in INDEX_TYPES:
         media_type = OCI_INDEX
     if media_type not in INDEX_TYPES | MANIFEST_TYPES:
         raise UnsupportedError(
-            f"unsupported manifest media type {media_type!r} for {digest}",
+            f"unsupported manifest media type {printable(repr(media_type), limit=100)} "
+            f"for {digest}",
             hint="mirror copies Docker schema2 and OCI manifests and indexes",
         )
     return Manifest(media_type, raw, digest, body)

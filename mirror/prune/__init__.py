@@ -63,7 +63,8 @@ class PruneReport:
 
 def _scope(config: Config, clients: Clients) -> Scope:
     prefix = config.model.target.repository_prefix.strip("/")
-    jobs, failures = resolve_jobs(config, clients)
+    resolved = resolve_jobs(config, clients)
+    jobs, failures = resolved.jobs, resolved.failures
     wanted: dict[str, set[str]] = {}
     for job in jobs:
         wanted.setdefault(job.target.repository, set()).add(job.target.identifier)

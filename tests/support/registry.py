@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.images import ACCEPT
+
 __all__ = ["LocalRegistry", "free_port"]
 
 
@@ -83,6 +85,21 @@ class LocalRegistry:
             except httpx.TransportError:
                 time.sleep(0.03)
         raise RuntimeError("registry did not start within 15 s")
+
+    def catalog(self) -> dict[str, dict[str, str]]:
+        """Every repository, tag and digest: the whole state, to compare before and after."""
+        state: dict[str, dict[str, str]] = {}
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            repositories = http.get("/v2/_catalog", params={"n": 1000}).json()["repositories"]
+            for repository in repositories or []:
+                tags = http.get(f"/v2/{repository}/tags/list").json().get("tags") or []
+                state[repository] = {
+                    tag: http.head(
+                        f"/v2/{repository}/manifests/{tag}", headers={"Accept": ACCEPT}
+                    ).headers["docker-content-digest"]
+                    for tag in tags
+                }
+        return state
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -5,7 +5,7 @@ import base64
 import httpx
 import pytest
 
-from mirror.errors import AuthError
+from mirror.errors import AuthError, InvalidUpstreamDataError
 from mirror.oci.auth import Credentials, RegistryAuth, parse_challenge, scopes_for
 
 REGISTRY = "https://registry.test"
@@ -47,7 +47,7 @@ def test_scopes_come_from_path_method_and_mount_source():
 
 
 def client(credentials=None):
-    return httpx.Client(auth=RegistryAuth(credentials, httpx.Client()))
+    return httpx.Client(auth=RegistryAuth(credentials, httpx.Client(), origin=REGISTRY))
 
 
 def test_a_bearer_challenge_fetches_a_scoped_token_once_and_reuses_it(httpx_mock):
@@ -144,3 +144,81 @@ def test_basic_challenge_without_credentials_returns_the_401(httpx_mock):
 
 def test_credentials_never_show_in_repr():
     assert "secret" not in repr(Credentials("u", "secret"))
+
+
+@pytest.mark.parametrize(
+    ("realm", "why"),
+    [
+        ("http://auth.test/token", "plain http for an https registry"),
+        ("https://user:pw@auth.test/token", "username or password"),
+        ("https://169.254.169.254/latest/meta-data", "instance-metadata"),
+        ("https://169.254.170.2/v2/credentials", "instance-metadata"),
+        ("https://[fe80::1]/token", "link-local"),
+        ("https://169.254.1.1/token", "link-local"),
+        ("file:///etc/passwd", "not an http(s) URL"),
+    ],
+)
+def test_a_realm_the_credentials_must_not_go_to_is_refused_before_any_request(
+    httpx_mock, realm, why
+):
+    url = f"{REGISTRY}/v2/a/manifests/1"
+    httpx_mock.add_response(
+        url=url, status_code=401, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'}
+    )
+    with (
+        client(Credentials("alice", "pw-123")) as http,
+        pytest.raises(InvalidUpstreamDataError) as caught,
+    ):
+        http.get(url)
+    assert why in caught.value.message and "pw-123" not in str(caught.value)
+    assert [r.url.host for r in httpx_mock.get_requests()] == ["registry.test"]
+
+
+def test_a_challenge_from_another_origin_is_not_answered(httpx_mock):
+    """A blob GET redirected to a CDN that challenges: the CDN's realm hears nothing."""
+    blob = f"{REGISTRY}/v2/a/blobs/sha256:{'1' * 64}"
+    cdn = "https://cdn.test/blob?sig=x"
+    httpx_mock.add_response(url=blob, status_code=307, headers={"Location": cdn})
+    httpx_mock.add_response(
+        url=cdn,
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="https://evil.test/token"'},
+    )
+    with client(Credentials("alice", "pw-123")) as http:
+        response = http.get(blob, follow_redirects=True)
+    assert response.status_code == 401
+    hosts = [r.url.host for r in httpx_mock.get_requests()]
+    assert hosts == ["registry.test", "cdn.test"]
+    assert "authorization" not in httpx_mock.get_requests()[1].headers
+
+
+def test_a_request_to_another_origin_carries_no_credentials(httpx_mock):
+    httpx_mock.add_response(url="https://elsewhere.test/v2/a/tags/list")
+    with client(Credentials("u", "p")) as http:
+        http.get("https://elsewhere.test/v2/a/tags/list")
+    assert "authorization" not in httpx_mock.get_requests()[0].headers
+
+
+def test_the_realm_keeps_its_own_query_string(httpx_mock):
+    url = f"{REGISTRY}/v2/a/manifests/1"
+    challenge = 'Bearer realm="https://auth.test/token?tenant=acme",service="s"'
+    httpx_mock.add_response(url=url, status_code=401, headers={"WWW-Authenticate": challenge})
+    params = {"tenant": "acme", "service": "s", "scope": "repository:a:pull"}
+    httpx_mock.add_response(
+        url=httpx.URL("https://auth.test/token", params=params), json={"token": "t"}
+    )
+    httpx_mock.add_response(url=url, match_headers={"Authorization": "Bearer t"})
+    with client() as http:
+        assert http.get(url).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body", [{"expires_in": 60}, {"token": None}, {"token": 5}, {"token": "a\r\nb"}, []]
+)
+def test_a_token_answer_without_a_usable_token_is_an_error(httpx_mock, body):
+    url = f"{REGISTRY}/v2/a/manifests/1"
+    httpx_mock.add_response(url=url, status_code=401, headers={"WWW-Authenticate": CHALLENGE})
+    httpx_mock.add_response(json=body)
+    with client() as http, pytest.raises((AuthError, InvalidUpstreamDataError)):
+        http.get(url)
+    assert len(httpx_mock.get_requests()) == 2  # never replayed with "Bearer None"

@@ -1,11 +1,17 @@
-"""Registry client edge cases: pagination, error bodies, odd statuses, retries."""
+"""Registry client edge cases: pagination, error bodies, odd statuses, retries, limits."""
+
+import gzip
+import hashlib
+import json
 
 import httpx
 import pytest
+from pytest_httpx import IteratorStream
 
 from mirror.errors import (
     AuthError,
     IntegrityError,
+    InvalidUpstreamDataError,
     NotFoundError,
     RegistryError,
     ServerError,
@@ -37,7 +43,7 @@ def test_tag_listing_follows_relative_and_absolute_link_headers(httpx_mock, regi
         headers={"Link": f'<{BASE}/v2/a/tags/list?last=3&n=1000>; rel="next"'},
     )
     httpx_mock.add_response(url=f"{BASE}/v2/a/tags/list?last=3&n=1000", json={"tags": None})
-    assert registry.list_tags("a") == ["1", "2", "3"]
+    assert registry.list_tags("a").tags == ["1", "2", "3"]
 
 
 def test_a_link_loop_does_not_spin_forever(httpx_mock, registry):
@@ -46,7 +52,7 @@ def test_a_link_loop_does_not_spin_forever(httpx_mock, registry):
         json={"tags": ["1"]},
         headers={"Link": '</v2/a/tags/list?n=1000>; rel="next"'},
     )
-    assert registry.list_tags("a") == ["1"]
+    assert registry.list_tags("a").tags == ["1"]
 
 
 def test_registry_error_bodies_become_typed_errors_with_the_registry_code(httpx_mock, registry):
@@ -144,6 +150,7 @@ def test_a_mount_answered_201_needs_no_upload(httpx_mock, registry):
 
 
 DIGEST = "sha256:" + "c" * 64
+AN_INDEX = {"Content-Type": "application/vnd.oci.image.index.v1+json"}
 
 
 def referrer(n: int, artifact_type: str) -> dict[str, object]:
@@ -159,11 +166,12 @@ def test_referrers_follow_pagination_and_keep_the_artifact_type(httpx_mock, regi
     httpx_mock.add_response(
         url=f"{BASE}/v2/a/referrers/{DIGEST}",
         json={"schemaVersion": 2, "manifests": [referrer(1, "application/spdx+json")]},
-        headers={"Link": f'</v2/a/referrers/{DIGEST}?last=1>; rel="next"'},
+        headers={"Link": f'</v2/a/referrers/{DIGEST}?last=1>; rel="next"', **AN_INDEX},
     )
     httpx_mock.add_response(
         url=f"{BASE}/v2/a/referrers/{DIGEST}?last=1",
         json={"schemaVersion": 2, "manifests": [referrer(2, "application/vnd.in-toto+json")]},
+        headers=AN_INDEX,
     )
 
     found = registry.get_referrers("a", DIGEST)
@@ -178,3 +186,90 @@ def test_a_registry_without_the_referrers_api_says_so_with_none(httpx_mock, regi
     httpx_mock.add_response(url=f"{BASE}/v2/a/referrers/{DIGEST}", status_code=404, text="404")
 
     assert registry.get_referrers("a", DIGEST) is None
+
+
+def test_an_error_body_is_read_only_as_far_as_its_limit_and_shown_escaped(httpx_mock, registry):
+    sent = []
+
+    def endless_error():
+        yield b'{"errors": [{"code": "DENIED", "message": "\\u001b[2Jdenied"}], "pad": "'
+        while len(sent) < 10_000:  # 640 MiB if it were all read
+            sent.append(1)
+            yield b"x" * 65536
+
+    httpx_mock.add_response(status_code=403, stream=IteratorStream(endless_error()))
+    with pytest.raises(AuthError) as caught:
+        registry.get_manifest("a", "1")
+    assert len(sent) <= 2  # 64 KiB and no more
+    assert "\x1b" not in caught.value.message
+
+
+def test_error_messages_are_escaped_and_shortened(httpx_mock, registry):
+    message = "line\n\x1b[31mforged" + "x" * 5000
+    body = json.dumps({"errors": [{"code": "DENIED", "message": message}]}).encode()
+    httpx_mock.add_response(status_code=403, content=body)
+    with pytest.raises(AuthError) as caught:
+        registry.get_manifest("a", "1")
+    assert caught.value.code == "DENIED"
+    assert "\n" not in caught.value.message and "\x1b" not in caught.value.message
+    assert "\\x1b[31mforged" in caught.value.message and len(caught.value.message) < 1000
+
+
+def test_a_manifest_over_the_limit_is_refused(httpx_mock, registry):
+    httpx_mock.add_response(content=b"{" + b" " * (4 * 2**20) + b"}")
+    with pytest.raises(InvalidUpstreamDataError) as caught:
+        registry.get_manifest("a", "1")
+    assert "limit" in caught.value.message
+
+
+def test_a_compressed_manifest_is_refused_not_inflated(httpx_mock, registry):
+    httpx_mock.add_response(content=gzip.compress(b"{}"), headers={"Content-Encoding": "gzip"})
+    with pytest.raises(InvalidUpstreamDataError) as caught:
+        registry.get_manifest("a", "1")
+    assert "Content-Encoding" in caught.value.message
+
+
+def test_a_redirect_is_not_a_manifest(httpx_mock, registry):
+    httpx_mock.add_response(status_code=307, headers={"Location": "https://elsewhere.test/x"})
+    with pytest.raises(RegistryError) as caught:
+        registry.get_manifest("a", "1")
+    assert caught.value.status == 307
+
+
+def test_invalid_tags_in_a_listing_are_dropped_and_counted(httpx_mock, registry):
+    httpx_mock.add_response(json={"tags": ["1.0", "../x", "a b", 7, "1.0\n", "2.0"]})
+    listing = registry.list_tags("a")
+    assert listing.tags == ["1.0", "2.0"]
+    assert len(listing.dropped) == 4 and all("\n" not in d for d in listing.dropped)
+
+
+def test_a_next_page_on_another_origin_is_refused(httpx_mock, registry):
+    httpx_mock.add_response(
+        json={"tags": ["1"]}, headers={"Link": '<https://evil.test/v2/a/tags/list>; rel="next"'}
+    )
+    with pytest.raises(InvalidUpstreamDataError):
+        registry.list_tags("a")
+    assert [r.url.host for r in httpx_mock.get_requests()] == ["r.test"]
+
+
+def test_a_header_digest_outside_the_grammar_is_refused(httpx_mock, registry):
+    httpx_mock.add_response(headers={"Docker-Content-Digest": "sha256:../../x"})
+    with pytest.raises(InvalidUpstreamDataError):
+        registry.head_manifest("a", "1")
+
+
+def test_a_reference_outside_the_grammar_never_becomes_a_request(httpx_mock, registry):
+    for reference in ("../../b/manifests/1", "1 0", "sha512:aa/../x"):
+        with pytest.raises(InvalidUpstreamDataError):
+            registry.head_manifest("a", reference)
+    assert httpx_mock.get_requests() == []
+
+
+def test_a_manifest_fetched_by_a_sha512_digest_is_verified_with_sha512(httpx_mock, registry):
+    body = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
+    good = "sha512:" + hashlib.sha512(body).hexdigest()
+    httpx_mock.add_response(content=body)
+    assert registry.get_manifest("a", good).digest == good
+    httpx_mock.add_response(content=body + b" ")
+    with pytest.raises(IntegrityError):
+        registry.get_manifest("a", good)

@@ -77,6 +77,14 @@ def test_defaults_are_folded_into_each_image(tmp_path):
             ":6: defaults.immutable_tags: invalid tag pattern 'v 1'",
         ),
         (("    platforms: all", "    refresh: 0s"), ":11: images[1].refresh: refresh must be"),
+        (('"3.13-slim"]', '"3.13-slim\\n"]'), ":10: images[1].tags: invalid tag '3.13-slim\\n'"),
+        (('"3.13-slim"]', '"3.\uff11"]'), ":10: images[1].tags: invalid tag '3.\uff11'"),
+        (("images:", "timeouts: {image: 0s}\nimages:"), ":7: timeouts.image: a timeout must be"),
+        (
+            ("  kind: registry\n  registry_url: http://127.0.0.1:5002", "  region: us-east-1$(id)"),
+            ":3: target.region: invalid AWS Region",
+        ),
+        (("images:", "timeouts: {metadata: 2}\nimages:"), ":7: timeouts.metadata: Input should"),
         (("    platforms: all", "    refresh: soon"), ":11: images[1].refresh: invalid duration"),
         (("images:", "prune: {}\nimages:"), ":7: prune: prune works through the ECR API"),
         (

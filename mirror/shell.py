@@ -1,0 +1,61 @@
+"""The only way text becomes shell in generated includes: words are built, not pasted.
+
+A word is literal text (quoted with `shlex.quote`), a variable expansion (always
+double-quoted), or a concatenation of both; operators (`&&`, `|`, `>&2`) are the
+caller's own constants. Whatever a tag or a lock file holds, it stays one inert word.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["Var", "Word", "defaulted", "export_default", "join", "word"]
+
+_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)
+# What may stand unquoted inside "${NAME:-...}": no $, `, \, quote or blank.
+_DEFAULT_RE = re.compile(r"[A-Za-z0-9._:\[\]/-]+", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Var:
+    """`"$NAME"` in a word."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.fullmatch(self.name):
+            raise ValueError(f"not a shell variable name: {self.name!r}")
+
+
+Word = str | Var | tuple[str | Var, ...]
+
+
+def word(value: Word) -> str:
+    """One shell word: `"${MIRROR_REGISTRY}"/'a b'` for (Var("MIRROR_REGISTRY"), "/a b")."""
+    parts = value if isinstance(value, tuple) else (value,)
+    rendered = [f'"${{{p.name}}}"' if isinstance(p, Var) else shlex.quote(p) for p in parts if p]
+    return "".join(rendered) or "''"
+
+
+def join(words: Iterable[Word]) -> str:
+    """A simple command from its argv words."""
+    return " ".join(word(w) for w in words)
+
+
+def defaulted(name: str, value: str) -> str:
+    """The word `"${NAME:-value}"`: the environment wins, `value` is the fallback.
+
+    `value` is a registry host or an AWS Region; anything that would be expanded inside
+    the double quotes is refused rather than quoted, since quotes are literal there."""
+    Var(name)
+    if not _DEFAULT_RE.fullmatch(value):
+        raise ValueError(f"unsafe default for {name}: {value!r}")
+    return f'"${{{name}:-{value}}}"'
+
+
+def export_default(name: str, value: str) -> str:
+    """`export NAME="${NAME:-value}"`."""
+    return f"export {name}={defaulted(name, value)}"

@@ -1,0 +1,419 @@
+"""An upstream under an attacker's control: what it sends must not run a command, move
+another tag, swap a pinned digest, reach the account's credentials, or stop the pass.
+
+Each case runs end to end through `mirror sync` against a real registry behind
+tests/support/hostile.py, and asserts what did NOT happen as well as what did.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.support import skopeo
+from tests.support.hostile import HostileFront, Recorder, Served, gzip_bomb
+from tests.support.images import DOCKER_LIST, DOCKER_MANIFEST, Image, random_blob
+from tests.support.shims import Shims
+
+pytestmark = pytest.mark.e2e
+
+HUB = "mirror/docker-hub/library"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def front(upstream):
+    with HostileFront(upstream.url) as hostile:
+        yield hostile
+
+
+def hostile_tags(pwn: Path) -> list[object]:
+    """Tags a registry may list: each breaks out of a quote, a word, a line or a path."""
+    return [
+        f"1.0'; touch {pwn}; '",
+        f"$(touch {pwn})",
+        f"`touch {pwn}`",
+        "1.0 python:3.12-slim",
+        "1.0\nnginx",
+        "1.0\n",
+        "../../nginx/manifests/1.16",
+        "a/../../../../library/nginx/manifests/1.16",
+        "..",
+        "-rm",
+        ".hidden",
+        "v" * 129,
+        "\uff11.0",  # a fullwidth digit: \\w would take it
+        "1.0;id",
+        42,
+        None,
+    ]
+
+
+def test_crafted_tags_are_dropped_and_reach_no_url_no_other_tag_and_no_shell(
+    front, target, seeder, mirror, write_config, tmp_path
+):
+    pwn = tmp_path / "pwned"
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    app = {
+        tag: seeder.push("library/app", tag, Image([random_blob(100)])) for tag in ("1.0", "1.1")
+    }
+    victim_config = write_config(target, "- nginx:1.16", docker_io=front.url, name="victim.yaml")
+    assert mirror("sync", config=victim_config).code == 0
+    before = target.catalog()
+    front.extra_tags["library/app"] = hostile_tags(pwn)
+    config = write_config(
+        target, '- nginx:1.16\n- image: app\n  tags: {regex: ".*"}', docker_io=front.url
+    )
+    front.paths.clear()
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 0, run.out + run.err
+    assert run.report["summary"]["invalid_tags_dropped"] == len(hostile_tags(pwn))
+    assert list(run.report["dropped_tags"].values()) == [len(hostile_tags(pwn))]
+    after = target.catalog()
+    assert after == {**before, f"{HUB}/app": app}  # nothing else moved
+    for tag in app:
+        skopeo.copy_all_verifies(target.host, f"{HUB}/app:{tag}")
+    assert not any(".." in p or "%" in p or "'" in p or "$" in p for p in front.paths)
+    assert not pwn.exists()
+
+    shims = Shims(tmp_path)
+    digests = [("nginx", before[f"{HUB}/nginx"]["1.16"]), *(("app", d) for d in app.values())]
+    expected = [
+        ["docker", "pull", "--quiet", f"{target.host}/{HUB}/{name}@{digest}"]
+        for name, digest in digests
+    ]
+    for calls in _run_every_include(mirror, config, shims, tmp_path):
+        pulls = sorted(c for c in calls if c[1] == "pull")
+        assert pulls == sorted(expected)
+        tags = sorted(c[3] for c in calls if c[1] == "tag")
+        assert tags == ["app:1.0", "app:1.1", "nginx:1.16"]
+        assert all(len(c) == 4 for c in calls if c[1] == "tag")
+    assert not pwn.exists()
+
+
+def _run_every_include(mirror, config, shims: Shims, tmp_path: Path):
+    """Each include format and the lock-pinned script, run under sh and bash: the calls."""
+    fragment = mirror("buildspec", config=config)
+    assert fragment.code == 0, fragment.err
+    commands = YAML(typ="safe").load(fragment.out)["phases"]["pre_build"]["commands"]
+    as_script = tmp_path / "fragment.sh"
+    as_script.write_text("set -e\n" + "\n".join(commands) + "\n")
+    script, locked = tmp_path / "pull.sh", tmp_path / "locked.sh"
+    lock = tmp_path / "mirror.lock.json"
+    assert (
+        mirror("buildspec", "--format", "script", "--output", str(script), config=config).code == 0
+    )
+    assert mirror("lock", "--output", str(lock), config=config).code == 0
+    run = mirror(
+        "buildspec", "--format", "script", "--lock", str(lock), "--output", str(locked),
+        config=config,
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    for path in (as_script, script, locked):
+        checked = subprocess.run(
+            ["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True
+        )
+        assert checked.returncode == 0, checked.stdout
+        for shell in ("sh", "bash"):
+            done = shims.run(shell, path)
+            assert done.returncode == 0, (path.name, shell, done.stderr)
+            yield shims.calls()
+    flags = mirror("buildspec", "--format", "build-context", config=config)
+    for line in flags.out.splitlines():
+        words = shlex.split(line)
+        assert len(words) == 2 and words[0] == "--build-context", line
+
+
+def test_a_pin_whose_head_announces_another_digest_writes_nothing(
+    front, target, seeder, mirror, write_config
+):
+    pinned = seeder.push("library/pinned", "real", Image([random_blob(100)]))
+    other = seeder.push("library/pinned", "other", Image([random_blob(100)]))
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    front.head_digest[f"library/pinned:{pinned}"] = other
+    config = write_config(target, f"- pinned@{pinned}\n- nginx:1.16", docker_io=front.url)
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 1
+    failed = run.image(f"pinned@{pinned}")
+    assert failed["action"] == "failed" and failed["error"]["code"] == "DIGEST_MISMATCH"
+    assert other in failed["error"]["message"]
+    assert f"{HUB}/pinned" not in target.catalog()
+    assert run.image("nginx:1.16")["action"] == "copied"
+    assert mirror("lock", config=config).code == 1  # nothing to record for the pin
+
+
+def test_a_pin_served_with_other_bytes_is_refused(front, target, seeder, mirror, write_config):
+    pinned = seeder.push("library/pinned", "real", Image([random_blob(100)]))
+    impostor = Image([random_blob(100)])
+    seeder.push("library/pinned", "impostor", impostor)
+    front.manifests[f"library/pinned:{pinned}"] = Served(
+        impostor.manifest, {"Content-Type": DOCKER_MANIFEST, "Docker-Content-Digest": pinned}
+    )
+    config = write_config(target, f"- pinned@{pinned}", docker_io=front.url)
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 1
+    assert run.image(f"pinned@{pinned}")["error"]["code"] == "DIGEST_MISMATCH"
+    assert target.catalog() == {}
+
+
+@pytest.mark.parametrize(
+    "child",
+    [
+        {"digest": "sha512:aa/../../../library/nginx/manifests/1.16", "size": 10},
+        {"digest": "md5:" + "a" * 32, "size": 10},
+        {"digest": "sha256:" + "A" * 64, "size": 10},
+        {"digest": "sha256:" + "a" * 63, "size": 10},
+        {"digest": "sha256:" + "a" * 64, "size": "10"},
+        {"digest": "sha256:" + "a" * 64, "size": -1},
+    ],
+    ids=["path", "md5", "uppercase", "short", "string-size", "negative-size"],
+)
+def test_an_index_child_with_a_malformed_descriptor_fails_that_image_only(
+    front, target, seeder, mirror, write_config, child
+):
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    index = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_LIST,
+        "manifests": [
+            {
+                "mediaType": DOCKER_MANIFEST,
+                **child,
+                "platform": {"os": "linux", "architecture": "amd64"},
+            }
+        ],
+    }
+    front.serve_manifest("library/multi:1", json.dumps(index).encode(), DOCKER_LIST)
+    config = write_config(target, "- multi:1\n- nginx:1.16", docker_io=front.url)
+    front.paths.clear()
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 1
+    assert run.image("multi:1")["error"]["code"] == "INVALID_UPSTREAM_DATA", run.out
+    assert run.image("nginx:1.16")["action"] == "copied"
+    assert set(target.catalog()) == {f"{HUB}/nginx"}
+    assert not any(".." in p or "md5" in p for p in front.paths)
+
+
+def test_oversized_and_gzip_bombed_manifests_are_refused_without_being_held(
+    front, target, seeder, mirror, write_config, tmp_path
+):
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    padding = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "x": "a" * (5 * 2**20)}
+    front.serve_manifest("library/huge:1", json.dumps(padding).encode(), DOCKER_MANIFEST)
+    bomb = gzip_bomb(512 * 2**20)  # ~500 KiB on the wire, 512 MiB inflated
+    front.serve_manifest("library/bomb:1", bomb, DOCKER_MANIFEST, **{"Content-Encoding": "gzip"})
+    config = write_config(target, "- huge:1\n- bomb:1\n- nginx:1.16", docker_io=front.url)
+    report = tmp_path / "out.json"
+
+    # Measured by bench/rusage.py: a process started from this (large) test process would
+    # report this process's pages as its own.
+    measured = tmp_path / "rusage.txt"
+    sync = [sys.executable, "-m", "mirror.cli", "sync", "--config", str(config)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.rusage", str(measured), "--", *sync, "--report", str(report)],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    peak_kib = int(measured.read_text().split()[1])
+
+    assert done.returncode == 1
+    images = {i["source"]: i for i in json.loads(report.read_text())["images"]}
+    for name in ("huge", "bomb"):
+        error = images[f"docker.io/library/{name}:1"]["error"]
+        assert error["code"] == "INVALID_UPSTREAM_DATA", error
+    assert images["docker.io/library/nginx:1.16"]["action"] == "copied"
+    assert peak_kib < 150 * 1024, f"peak RSS {peak_kib // 1024} MiB"
+
+
+@pytest.mark.parametrize(
+    ("entry", "source"),
+    [("- slow:1", "slow:1"), ("- image: slow\n  tags: {latest: 1}", "slow {latest 1}")],
+    ids=["manifest", "tag-list"],
+)
+def test_a_dripping_body_fails_its_own_entry_within_the_deadline(
+    front, target, seeder, mirror, write_config, entry, source
+):
+    seeder.push("library/slow", "1", Image([random_blob(100)]))
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    front.drip.add("library/slow")
+    config = write_config(
+        target, f"{entry}\n- nginx:1.16", docker_io=front.url, extra="timeouts: {metadata: 2s}\n"
+    )
+    started = time.monotonic()
+
+    run = mirror("sync", config=config)
+
+    assert time.monotonic() - started < 10
+    assert run.code == 1
+    assert run.image(source)["error"]["code"] == "DEADLINE_EXCEEDED"
+    assert run.image("nginx:1.16")["action"] == "copied"
+
+
+def test_endless_pagination_stops_at_the_page_limit(front, target, seeder, mirror, write_config):
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    front.endless.add("library/endless")
+    config = write_config(
+        target,
+        "- image: endless\n  tags: {latest: 1}\n- nginx:1.16",
+        docker_io=front.url,
+        extra="timeouts: {metadata: 120s}\n",
+    )
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 1
+    error = run.image("endless {latest 1}")["error"]
+    assert error["code"] == "INVALID_UPSTREAM_DATA" and "1000 pages" in error["message"]
+    assert sum("tags/list" in p for p in front.paths) == 1000
+    assert run.image("nginx:1.16")["action"] == "copied"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>rate limited</html>", b"[1, 2]", b'{"tags": "latest"}', b"[" * 200_000],
+    ids=["html", "list", "tags-not-a-list", "nesting-bomb"],
+)
+def test_a_tag_list_that_is_not_one_fails_its_entry_and_the_pass_goes_on(
+    front, target, seeder, mirror, write_config, body
+):
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    front.tag_bodies["library/broken"] = body
+    config = write_config(
+        target, "- image: broken\n  tags: {latest: 1}\n- nginx:1.16", docker_io=front.url
+    )
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 1
+    assert run.image("broken {latest 1}")["error"]["code"] == "INVALID_UPSTREAM_DATA"
+    assert run.image("nginx:1.16")["action"] == "copied"
+    assert "Traceback" not in run.out + run.err
+
+
+def with_credentials(url: str, user_env: str, password_env: str) -> str:
+    return (
+        f"registries:\n  docker.io:\n    url: {url}\n"
+        f"    credentials: {{username_env: {user_env}, password_env: {password_env}}}\n"
+    )
+
+
+def test_a_next_page_on_another_origin_gets_no_request_and_no_credentials(
+    upstream, target, seeder, mirror, write_config, monkeypatch
+):
+    seeder.push("library/app", "1.0", Image([random_blob(100)]))
+    monkeypatch.setenv("HOSTILE_USER", "ci-bot")
+    monkeypatch.setenv("HOSTILE_PASSWORD", "s3cret-password")
+    with (
+        HostileFront(upstream.url, basic=("ci-bot", "s3cret-password")) as front,
+        Recorder() as elsewhere,
+    ):
+        front.next_page["library/app"] = f"{elsewhere.url}/v2/library/app/tags/list?last=1.0"
+        config = write_config(
+            target,
+            "- image: app\n  tags: {latest: 1}",
+            extra=with_credentials(front.url, "HOSTILE_USER", "HOSTILE_PASSWORD"),
+        )
+
+        run = mirror("sync", config=config)
+
+    assert run.code == 1
+    error = run.image("app {latest 1}")["error"]
+    assert error["code"] == "INVALID_UPSTREAM_DATA" and "another origin" in error["message"]
+    assert elsewhere.requests == []
+
+
+def test_a_cdn_challenge_never_gets_the_account_credentials(
+    hub, target, seeder, mirror, write_config, monkeypatch
+):
+    hub.accounts["ci-bot"] = "s3cret-token"
+    monkeypatch.setenv("HUB_USER", "ci-bot")
+    monkeypatch.setenv("HUB_TOKEN", "s3cret-token")
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    with Recorder() as realm, Recorder() as cdn:
+        cdn.answer = Served(b"", {"WWW-Authenticate": f'Bearer realm="{realm.url}/token"'}, 401)
+        hub.cdn_url = cdn.url  # blob GETs are redirected to the attacker's CDN
+        config = write_config(
+            target, "- nginx:1.16", extra=with_credentials(hub.url, "HUB_USER", "HUB_TOKEN")
+        )
+
+        run = mirror("sync", config=config)
+
+    assert run.code == 1
+    assert run.image("nginx:1.16")["error"]["code"] == "UNAUTHORIZED"
+    assert cdn.requests and all("Authorization" not in h for _, _, h in cdn.requests)
+    assert realm.requests == []  # the CDN's realm never heard of the account
+
+
+def test_registry_error_text_cannot_forge_console_lines(
+    front, target, seeder, mirror, write_config
+):
+    seeder.push("library/forge", "1", Image([random_blob(100)]))
+    forged = "no\n\x1b[32mcopied     docker.io/library/nginx:1.16 -> ok\x1b[0m"
+    body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": forged}]}).encode()
+    front.get_errors["library/forge"] = Served(body, {"Content-Type": "application/json"}, 400)
+    config = write_config(target, "- forge:1", docker_io=front.url)
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 1
+    assert "\x1b" not in run.out + run.err
+    assert not any(line.startswith("copied") for line in run.out.splitlines())
+    assert "\\x1b[32mcopied" in run.out  # shown, escaped
+
+
+def test_a_tampered_lock_is_refused_and_nothing_is_written(
+    front, target, seeder, mirror, write_config, tmp_path
+):
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    config = write_config(target, "- nginx:1.16", docker_io=front.url)
+    assert mirror("sync", config=config).code == 0
+    lock = tmp_path / "mirror.lock.json"
+    assert mirror("lock", "--output", str(lock), config=config).code == 0
+    good = json.loads(lock.read_text())
+    entry = good["images"][0]
+    other = "sha256:" + "0" * 64
+    tampered = {
+        "digest disagrees": {**entry, "digest": other},
+        "shell in target": {**entry, "target": entry["target"] + "$(touch /tmp/x)"},
+        "another registry": {**entry, "target": entry["target"].replace(target.host, "evil.test")},
+        "quote in source": {**entry, "source": "docker.io/library/nginx:1.16'"},
+    }
+    for why, image in tampered.items():
+        path = tmp_path / "tampered.json"
+        path.write_text(json.dumps({**good, "images": [image]}))
+        out = tmp_path / "pull.sh"
+
+        run = mirror(
+            "buildspec", "--format", "script", "--lock", str(path), "--output", str(out),
+            config=config,
+        )  # fmt: skip
+
+        assert run.code == 2, why
+        assert not out.exists(), why
+
+
+def test_every_registry_request_asks_for_identity_encoding(target, mirror, write_config):
+    with Recorder(Served(b"", status=404)) as registry:
+        config = write_config(
+            target, "- image: app\n  tags: {latest: 1}\n- nginx:1.16", docker_io=registry.url
+        )
+
+        mirror("sync", config=config)
+
+    assert registry.requests
+    assert all(h.get("Accept-Encoding") == "identity" for _, _, h in registry.requests)

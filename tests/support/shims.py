@@ -1,0 +1,48 @@
+"""`docker` and `aws` stand-ins that record their exact argv, for running generated includes.
+
+Each call appends one JSON array to the log, so a word that an injection split, joined or
+added shows up as a different argv, and nothing the include runs can hide in quoting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+__all__ = ["Shims"]
+
+_SHIM = """#!/usr/bin/env python3
+import json, os, sys
+if sys.argv[1:2] == ["login"]:
+    sys.stdin.read()
+with open(os.environ["SHIM_LOG"], "a") as log:
+    log.write(json.dumps([{name!r}, *sys.argv[1:]]) + "\\n")
+if {name!r} == "aws":
+    print("not-a-real-password")
+"""
+
+
+class Shims:
+    def __init__(self, root: Path) -> None:
+        self.bin = root / "shim-bin"
+        self.bin.mkdir(exist_ok=True)
+        self.log = root / "shim-calls.jsonl"
+        for name in ("docker", "aws"):
+            path = self.bin / name
+            path.write_text(_SHIM.format(name=name))
+            path.chmod(0o755)
+
+    def run(self, shell: str, script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `script` with `shell` (sh or bash), the shims first on PATH."""
+        self.log.unlink(missing_ok=True)
+        env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}", "SHIM_LOG": str(self.log)}
+        return subprocess.run(
+            [shell, str(script), *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    def calls(self) -> list[list[str]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
