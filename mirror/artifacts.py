@@ -121,7 +121,8 @@ class ArtifactCopier:
             return found
         tag = referrers_tag(digest)
         head = upstream.head_manifest(repository, tag)
-        if head is None:
+        if head is None or head.digest == digest:
+            # GitLab resolves `sha256-<hex>` to the image itself: that is no referrers index.
             return found
         if target_repository is not None:
             have = self._target.head_manifest(target_repository, tag)

@@ -204,6 +204,9 @@ def _line(result: ImageResult) -> str:
         text += "  immutable: not checked upstream"
     elif result.action is Action.WOULD_COPY:
         text += f"  upstream manifest GETs: {result.estimated_upstream_gets}; {result.quota}"
+    if result.artifacts_error is not None:
+        warning = result.artifacts_error
+        text += f"\n           warning: artifacts not copied: {warning.code}: {warning.message}"
     if result.error is not None:
         text += f"\n           {result.error.code}: {result.error.message}"
         if result.error.hint:
@@ -226,6 +229,8 @@ def _summary(report: PassReport) -> str:
         text += f"\n  {usage.registry}: pulls {spent}"
         if usage.waited_seconds:
             text += f"; waited {usage.waited_seconds:.0f}s for quota"
+        if usage.token_realm_retries:
+            text += f"; token service failed {usage.token_realm_retries}x (retried)"
     return text
 
 

@@ -26,10 +26,11 @@ from mirror.errors import (
     NotFoundError,
     RegistryError,
     SelectionError,
+    UnsupportedError,
 )
 from mirror.oci.client import RegistryClient
 from mirror.oci.reference import Reference
-from mirror.oci.types import INDEX_TYPES, Descriptor, Manifest, PlatformFilter
+from mirror.oci.types import INDEX_TYPES, SCHEMA1_TYPES, Descriptor, Manifest, PlatformFilter
 from mirror.report import Action, ImageResult
 from mirror.upstream import Upstream
 
@@ -62,6 +63,7 @@ class Staleness(IntEnum):
 class Check:
     upstream: Descriptor
     staleness: Staleness
+    target: Descriptor | None = None  # what the target tag holds now
 
     @property
     def pulls_needed(self) -> str:
@@ -112,20 +114,32 @@ class ImageCopier:
                     hint="the upstream substitutes content for a digest pin; nothing was written",
                 )
             head = dataclasses.replace(head, digest=source.digest)
-        if not head.digest:  # the registry does not say: only a GET can tell
-            return Check(head, Staleness.CHANGED)
-        result.upstream_digest = head.digest
+        if head.media_type in SCHEMA1_TYPES:  # known from the HEAD: no pull spent on it
+            raise UnsupportedError(
+                f"{source} is a Docker schema1 manifest",
+                hint="schema1 is deprecated and mirror does not copy it; pick a newer tag",
+            )
+        result.upstream_digest = head.digest or None
         existing = self._target.head_manifest(job.target.repository, job.target.identifier)
+        if existing is not None:
+            result.target_digest = existing.digest
         if existing is None:
-            return Check(head, Staleness.MISSING)
-        result.target_digest = existing.digest
-        if existing.digest == head.digest:
-            return Check(head, Staleness.CURRENT)
+            staleness = Staleness.MISSING
+        elif head.digest and self._holds(job, existing, head.digest):
+            staleness = Staleness.CURRENT
+        else:  # another digest, or the registry does not say (a GET will tell)
+            staleness = Staleness.CHANGED
+        return Check(head, staleness, existing)
+
+    def _holds(self, job: CopyJob, existing: Descriptor, upstream_digest: str) -> bool:
+        """Whether the target tag holds the upstream `upstream_digest` already: the same
+        digest, or a platform-filtered index that records it."""
+        if existing.digest == upstream_digest:
+            return True
         if job.platforms is not None and existing.media_type in INDEX_TYPES:
             written = self._target.get_manifest(job.target.repository, job.target.identifier)
-            if written.upstream_digest == head.digest:
-                return Check(head, Staleness.CURRENT)
-        return Check(head, Staleness.CHANGED)
+            return written.upstream_digest == upstream_digest
+        return False
 
     def copy(
         self, job: CopyJob, upstream: Upstream, result: ImageResult, check: Check | None
@@ -153,6 +167,11 @@ class ImageCopier:
         manifest = self.pull(upstream, source.repository, check.upstream.digest or None,
                               source.identifier, result)  # fmt: skip
         result.upstream_digest = manifest.digest
+        # The HEAD carried no Docker-Content-Digest (it is optional): the GET tells.
+        held = check.target
+        if not check.upstream.digest and held and self._holds(job, held, manifest.digest):
+            result.action = Action.SKIPPED
+            return
         top = self.copy_content(job, upstream, manifest, result)
         try:
             self._target.put_manifest(job.target.repository, job.target.identifier, top)

@@ -7,6 +7,7 @@
     │   └── InvalidUpstreamDataError  registry data outside the OCI grammar or its limits
     ├── DeadlineExceededError   a listing or an image took longer than its deadline
     ├── InvalidTargetNameError  a target repository name the grammar cannot hold
+    ├── UnavailableError        a registry that keeps refusing connections (the breaker)
     ├── SelectionError          a tag rule or platform list that selects nothing upstream
     ├── UnsupportedError        content mirror does not copy (schema1, unknown media types)
     ├── ImmutableTagError       a tag moved upstream but the target refuses to move it
@@ -14,7 +15,8 @@
         ├── NotFoundError           404 / MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN
         ├── AuthError               401 / 403, or a token request that failed
         ├── TooManyRequestsError    429 (TOOMANYREQUESTS or a plain throttle)
-        └── ServerError             5xx
+        ├── ServerError             5xx
+        └── TokenRealmUnavailableError  the token realm answered 429 or 5xx
 
 Errors become exit codes only in the CLI.
 """
@@ -40,7 +42,9 @@ __all__ = [
     "RegistryError",
     "SelectionError",
     "ServerError",
+    "TokenRealmUnavailableError",
     "TooManyRequestsError",
+    "UnavailableError",
     "UnsupportedError",
     "error_from_response",
     "is_retryable",
@@ -94,6 +98,15 @@ class DeadlineExceededError(MirrorError):
     a registry that drips a body one byte at a time."""
 
     code = "DEADLINE_EXCEEDED"
+
+
+class UnavailableError(MirrorError):
+    """A registry that refused connections again and again (oci/breaker.py): its images
+    fail at once instead of each retrying on its own."""
+
+    def __init__(self, message: str, *, code: str, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
 
 
 class InvalidTargetNameError(MirrorError):
@@ -156,6 +169,10 @@ class TooManyRequestsError(RegistryError):
 
 class ServerError(RegistryError):
     """5xx from the registry: usually transient."""
+
+
+class TokenRealmUnavailableError(RegistryError):
+    """The token realm throttled (429) or failed (5xx): transient, never the credentials."""
 
 
 def printable(text: str, *, limit: int = 500) -> str:
@@ -225,6 +242,14 @@ def error_from_response(response: httpx.Response, what: str, body: bytes) -> Reg
     cls: type[RegistryError] = RegistryError
     if status == 404:
         cls = NotFoundError
+    elif status == 401 and response.request.headers.get("authorization", "").startswith("Bearer "):
+        # A token the realm issued for this very scope, and still 401: Docker Hub answers
+        # so for a repository that does not exist, as for one the account may not read.
+        cls, code = AuthError, "NOT_FOUND_OR_DENIED"
+        hint = (
+            "check the image name first (Docker Hub answers 401 for a repository that does "
+            "not exist), then that the credentials may pull it"
+        )
     elif status in (401, 403):
         cls = AuthError
     elif status == 429:
@@ -233,12 +258,14 @@ def error_from_response(response: httpx.Response, what: str, body: bytes) -> Reg
     elif status >= 500:
         cls = ServerError
         hint = "the registry failed; mirror retries transient errors"
+    elif 300 <= status < 400:
+        hint = "the registry redirected more often than mirror follows (5 hops)"
     return cls(message, status=status, code=code, hint=hint, retry_after=_retry_after(response))
 
 
 def is_retryable(exc: BaseException) -> bool:
     """True for failures that may pass on their own: network, 5xx, 429, a replayed stream."""
-    if isinstance(exc, ServerError | TooManyRequestsError):
+    if isinstance(exc, ServerError | TooManyRequestsError | TokenRealmUnavailableError):
         return True
     if isinstance(exc, RegistryError):
         return exc.status in (408,)

@@ -99,6 +99,10 @@ class Budget:
         self._reflected = 0
         self._blocked_until = 0.0
         self._backoff = 0
+        # Pulls the headers claimed but the registry refused (a 429 while they said some
+        # were left): other clients on a shared egress IP (CodeBuild, NAT) spend the same
+        # quota between two of our requests. Later figures are read that much lower.
+        self.overclaim = 0
         self.spent = 0
 
     @property
@@ -132,7 +136,8 @@ class Budget:
             return 0
         if self._seen is None:
             return None
-        return self._seen.remaining - (self._in_flight - self._reflected) - self.reserve
+        unreflected = self._in_flight - self._reflected
+        return self._seen.remaining - self.overclaim - unreflected - self.reserve
 
     def take(self) -> None:
         """Claim one manifest GET, or raise QuotaWait when it would dig into the reserve."""
@@ -152,22 +157,31 @@ class Budget:
                 self._backoff = 0
 
     def exhausted(self, retry_after: float | None) -> QuotaWait:
-        """A 429 TOOMANYREQUESTS: the registry says the quota is spent, whatever the headers
-        claimed. Block until Retry-After, or back off and re-check."""
+        """A 429 TOOMANYREQUESTS: the quota is spent, whatever the headers claimed.
+
+        The budget counts as empty until a later answer's figures, corrected by what the
+        headers are now known to overclaim, show a pull left; meanwhile the scheduler
+        re-checks with free HEADs, a twentieth of the window apart. Retry-After, when
+        given, blocks until then; with no figures at all, a backoff that grows per
+        consecutive 429 does. So a registry answers at most one 429 per window."""
         with self._lock:
             self._backoff += 1
             now = self._clock()
+            seen = self._seen
+            if seen is not None:
+                # Our own GETs still in flight may be in `remaining` or not: counting them
+                # as overclaim costs at most that many pulls a window; not counting them
+                # costs a 429 a window. Never so much that a full window would not try one.
+                learned = min(seen.remaining, seen.limit - 1)
+                self.overclaim = max(self.overclaim, learned)
+                self._seen = RateLimit(seen.limit, 0, seen.window, seen.source)
             if retry_after is not None:
                 wait = retry_after
+            elif seen is not None and seen.window:
+                wait = recheck_interval(seen.window)
             else:
-                # Back off, but never past a quarter of the window: by then pulls may
-                # have aged out of it again.
-                window = self._seen.window if self._seen else 0.0
-                ceiling = min(MAX_BACKOFF_SECONDS, window / 4) if window else MAX_BACKOFF_SECONDS
-                wait = min(ceiling, recheck_interval(window) * 2 ** (self._backoff - 1))
+                wait = min(MAX_BACKOFF_SECONDS, recheck_interval(0.0) * 2 ** (self._backoff - 1))
             self._blocked_until = now + wait
-            if self._seen is not None:
-                self._seen = RateLimit(self._seen.limit, 0, self._seen.window, self._seen.source)
             return QuotaWait(self.registry, wait, "429 TOOMANYREQUESTS")
 
     def throttled(self) -> QuotaWait:
@@ -188,7 +202,8 @@ class Budget:
         seen = self._seen
         if seen is None or self._blocked_until > self._clock():
             return "registry asked us to wait"
-        return f"{seen.remaining} of {seen.limit} pulls left, reserve {self.reserve}"
+        corrected = f" (headers overclaim by {self.overclaim})" if self.overclaim else ""
+        return f"{seen.remaining} of {seen.limit} pulls left{corrected}, reserve {self.reserve}"
 
 
 class Pacer:

@@ -59,6 +59,7 @@ class ImageResult:
     previous_digest: str | None = None  # what the target tag held before this copy moved it
     upstream_checked: bool = True  # False: an immutable tag already mirrored, not asked
     artifacts: list[str] | None = None  # signatures, attestations, SBOMs copied with it
+    artifacts_error: ErrorInfo | None = None  # why they were not (the image is in place)
     platforms: str = "all"
     bytes: int = 0
     blobs_copied: int = 0
@@ -91,6 +92,7 @@ class CredentialUsage:
     limit: int | None = None
     remaining: int | None = None
     window_seconds: float | None = None
+    headers_overclaim: int = 0  # pulls the headers claimed that a 429 showed were not there
 
 
 @dataclass
@@ -98,6 +100,7 @@ class RegistryUsage:
     registry: str
     credentials: list[CredentialUsage] = field(default_factory=list)
     waited_seconds: float = 0.0
+    token_realm_retries: int = 0  # the token service throttled or failed, and was retried
 
     @property
     def pulls(self) -> int:

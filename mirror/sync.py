@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import httpx
 import structlog
@@ -41,6 +41,7 @@ from mirror.report import (
 )
 from mirror.scheduler import QuotaScheduler
 from mirror.selection import select_tags
+from mirror.upstream import Upstream
 from mirror.wiring import Clients
 
 __all__ = [
@@ -397,8 +398,7 @@ class _Pass:
             try:
                 with deadline(self.clients.timeouts.image, f"copying {item.job.source}"):
                     copier.copy(item.job, upstream, result, None if resumed else item.check)
-                    if item.job.artifacts is not None and result.upstream_digest:
-                        artifacts.copy(item.job, upstream, result.upstream_digest, result)
+                    self.copy_artifacts(artifacts, item.job, upstream, result)
             except QuotaWait:
                 raise
             except Exception as exc:
@@ -422,6 +422,26 @@ class _Pass:
         self.report.retry_in = outcome.retry_in
         return outcome.waited
 
+    def copy_artifacts(
+        self, artifacts: ArtifactCopier, job: CopyJob, upstream: Upstream, result: ImageResult
+    ) -> None:
+        """The image's signatures, attestations and SBOMs. The image is in place by now:
+        failing to copy them is a warning on its result (`artifacts_error`), never a
+        failed image, unless `artifacts.require` asks for them."""
+        if job.artifacts is None or not result.upstream_digest:
+            return
+        try:
+            artifacts.copy(job, upstream, result.upstream_digest, result)
+        except QuotaWait:
+            raise
+        except Exception as exc:
+            if job.artifacts.require:
+                raise
+            result.artifacts_error = ErrorInfo.from_exception(exc)
+            log.warning(
+                "artifacts_not_copied", source=result.source, **asdict(result.artifacts_error)
+            )
+
     def check_image_quotas(self) -> None:
         """ECR refuses pushes past its images-per-repository quota: warn ahead of it."""
         if self.clients.ecr is None:
@@ -442,10 +462,16 @@ class _Pass:
                         limit=seen.limit if seen else None,
                         remaining=seen.remaining if seen else None,
                         window_seconds=seen.window if seen else None,
+                        headers_overclaim=member.budget.overclaim,
                     )
                 )
             usage.append(
-                RegistryUsage(upstream.registry, credentials, waited.get(upstream.registry, 0.0))
+                RegistryUsage(
+                    upstream.registry,
+                    credentials,
+                    waited.get(upstream.registry, 0.0),
+                    upstream.token_realm_retries(),
+                )
             )
         return usage
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 
 from mirror.errors import IntegrityError, TooManyRequestsError
+from mirror.oci.auth import RegistryAuth
 from mirror.oci.client import RegistryClient
 from mirror.oci.types import Descriptor, Manifest, TagList
 from mirror.quota import Budget, QuotaWait
@@ -30,6 +31,7 @@ class Member:
 
     client: RegistryClient
     budget: Budget
+    auth: RegistryAuth | None = None  # for its count of token-realm failures
 
 
 class Upstream:
@@ -97,3 +99,6 @@ class Upstream:
 
     def spent(self) -> int:
         return sum(m.budget.spent for m in self.members)
+
+    def token_realm_retries(self) -> int:
+        return sum(m.auth.realm_failures for m in self.members if m.auth is not None)

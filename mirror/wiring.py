@@ -15,6 +15,7 @@ from mirror.credentials import resolve_credentials
 from mirror.ecr import Ecr, call_aws, ecr_host
 from mirror.errors import ConfigError
 from mirror.oci.auth import Credentials, RefreshingBasicAuth, RegistryAuth
+from mirror.oci.breaker import Breaker
 from mirror.oci.client import RegistryClient
 from mirror.oci.reference import default_endpoint
 from mirror.ptc import PullThroughCache
@@ -27,6 +28,9 @@ __all__ = ["Clients", "target_registry_name"]
 # Nothing from a registry is decompressed (oci/limits.py): ask for identity, so a proxy
 # has no reason to compress, and httpx's default gzip/deflate offer is never made.
 _HEADERS = {"Accept-Encoding": "identity"}
+TARGET_UNAVAILABLE, UPSTREAM_UNAVAILABLE = "TARGET_UNAVAILABLE", "UPSTREAM_UNAVAILABLE"
+# registry.k8s.io -> Artifact Registry -> a storage bucket is three; more is a loop.
+MAX_REDIRECTS = 5
 ANONYMOUS = "anonymous"
 # ECR's default PutImage rate is 10 a second per Region; stay under it, and 429s that
 # still come (other writers share the quota) are retried with backoff.
@@ -109,6 +113,7 @@ class Clients:
                     origin=model.target.registry_url,
                 ),
                 self.retry,
+                breaker=Breaker(self.target_registry, TARGET_UNAVAILABLE),
             )
 
     def _ecr_target(self) -> tuple[RegistryClient, str]:
@@ -144,7 +149,14 @@ class Clients:
             )
         url = target.registry_url or f"https://{host}"
         auth = RefreshingBasicAuth(self.ecr.authorization, origin=url)
-        client = self._client(url, host, auth, self.retry, pacer=Pacer(ECR_PUT_IMAGE_RATE))
+        client = self._client(
+            url,
+            host,
+            auth,
+            self.retry,
+            pacer=Pacer(ECR_PUT_IMAGE_RATE),
+            breaker=Breaker(host, TARGET_UNAVAILABLE),
+        )
         return client, host
 
     def ensure_pull_through_cache(self, host: str, prefix: str) -> None:
@@ -180,11 +192,12 @@ class Clients:
         retry = dataclasses.replace(self.retry, retry_quota=False)
         members = []
         pool: list[Credentials | None] = [*self._credentials.get(registry, [])] or [None]
+        breaker = Breaker(registry, UPSTREAM_UNAVAILABLE)  # one host, whichever credential
         for credentials in pool:
             budget = Budget(registry, _label(credentials), reserve=settings.rate_limit.reserve)
             auth = RegistryAuth(credentials, self._token_client(), registry, origin=url)
-            client = self._client(url, registry, auth, retry, observe=budget)
-            members.append(Member(client, budget))
+            client = self._client(url, registry, auth, retry, observe=budget, breaker=breaker)
+            members.append(Member(client, budget, auth))
         return Upstream(registry, members)
 
     def _token_client(self) -> httpx.Client:
@@ -200,6 +213,8 @@ class Clients:
         retry: RetryPolicy,
         observe: Budget | None = None,
         pacer: Pacer | None = None,
+        *,
+        breaker: Breaker,
     ) -> RegistryClient:
         limits = httpx.Limits(
             max_connections=self._pool_size, max_keepalive_connections=self._pool_size
@@ -209,12 +224,19 @@ class Clients:
             auth=auth,
             timeout=self.timeouts.httpx(),
             headers=_HEADERS,
+            max_redirects=MAX_REDIRECTS,
             limits=limits,
             event_hooks=hooks,
         )
         self._http.append(http)
         return RegistryClient(
-            http, url, name=name, retry=retry, timeouts=self.timeouts, manifest_puts=pacer
+            http,
+            url,
+            name=name,
+            retry=retry,
+            timeouts=self.timeouts,
+            manifest_puts=pacer,
+            breaker=breaker,
         )
 
     def close(self) -> None:

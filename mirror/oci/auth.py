@@ -28,12 +28,14 @@ import httpx
 from mirror.errors import (
     AuthError,
     InvalidUpstreamDataError,
+    RegistryError,
+    TokenRealmUnavailableError,
     error_from_response,
     printable,
     safe_url,
 )
 from mirror.oci.limits import TOKEN_BODY_BYTES, read_bounded, read_error_body, request_timeout
-from mirror.oci.origin import same_origin
+from mirror.oci.origin import Origin, origin_of, same_origin
 from mirror.oci.types import parse_json_object
 
 __all__ = [
@@ -43,6 +45,8 @@ __all__ = [
     "RegistryAuth",
     "check_realm",
     "parse_challenge",
+    "parse_challenges",
+    "preferred_challenge",
     "scopes_for",
 ]
 
@@ -55,7 +59,6 @@ _TOKEN_RE = re.compile(r"[!-~]{1,16384}", re.ASCII)  # visible ASCII: safe in a 
 _TOKEN_MARGIN_SECONDS = 10.0
 _DEFAULT_TOKEN_SECONDS = 60.0
 _MAX_TOKEN_SECONDS = 86400.0
-_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _PATH_RE = re.compile(
     r"^/v2/(?P<name>.+)/(?:manifests/[^/]+|blobs/uploads/.*|blobs/[^/]+|tags/list|referrers/[^/]+)$"
 )
@@ -79,17 +82,47 @@ class Challenge:
         return frozenset(self.params.get("scope", "").split()) - {""}
 
 
+# One token of a WWW-Authenticate value: an auth-param (`key=value`, the value quoted or
+# not) or an auth-scheme that starts the next challenge (RFC 7235, section 4.1).
+_CHALLENGE_TOKEN_RE = re.compile(
+    r'\s*,?\s*(?:(?P<key>[A-Za-z][\w-]*)\s*=\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[^\s,]*))'
+    r"|(?P<scheme>[A-Za-z][\w-]*))"
+)
+
+
+def parse_challenges(values: list[str]) -> list[Challenge]:
+    """Every Basic and Bearer challenge in the `WWW-Authenticate` values, each with its own
+    parameters: one header may hold several (`Bearer realm=..., Basic realm=...`)."""
+    found: list[Challenge] = []
+    for value in values:
+        scheme: str | None = None
+        params: dict[str, str] = {}
+        for match in _CHALLENGE_TOKEN_RE.finditer(value):
+            if match["scheme"]:
+                if scheme in ("basic", "bearer"):
+                    found.append(Challenge(scheme, params))
+                scheme, params = match["scheme"].lower(), {}
+            elif match["key"] and scheme is not None:
+                quoted = match["quoted"]
+                text = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else match["bare"]
+                params.setdefault(match["key"].lower(), text)
+        if scheme in ("basic", "bearer"):
+            found.append(Challenge(scheme, params))
+    return found
+
+
+def preferred_challenge(values: list[str]) -> Challenge | None:
+    """Bearer over Basic, never a mix of the two."""
+    challenges = parse_challenges(values)
+    bearer = [c for c in challenges if c.scheme == "bearer"]
+    ranked = bearer or challenges
+    return ranked[0] if ranked else None
+
+
 def parse_challenge(header: str) -> Challenge | None:
-    """Parse a `WWW-Authenticate` value; None when it is absent or not Basic/Bearer."""
-    scheme, _, rest = header.strip().partition(" ")
-    scheme = scheme.lower()
-    if scheme not in ("basic", "bearer"):
-        return None
-    params = {
-        key.lower(): (quoted.replace('\\"', '"') if quoted is not None and quoted != "" else bare)
-        for key, quoted, bare in _PARAM_RE.findall(rest)
-    }
-    return Challenge(scheme, params)
+    """The challenge to answer in one `WWW-Authenticate` value; None when it holds no
+    Basic or Bearer challenge."""
+    return preferred_challenge([header])
 
 
 def check_realm(realm: str, registry: httpx.URL) -> httpx.URL:
@@ -145,8 +178,10 @@ class _Token:
 class RegistryAuth(httpx.Auth):
     """Basic or Bearer auth for the registry at `origin`, with a token cache keyed by scope.
 
-    Requests to any other origin (a blob redirect, an upload Location elsewhere) pass
-    through untouched, and their 401s are not answered."""
+    Requests are only ever sent with credentials to `origin`. A redirect elsewhere (a
+    registry.k8s.io read sent on to Artifact Registry, a blob sent to a CDN) that answers
+    401 with its own Bearer challenge gets an anonymous token from its own realm, and the
+    request is replayed there: the configured account never leaves its origin."""
 
     def __init__(
         self,
@@ -161,22 +196,31 @@ class RegistryAuth(httpx.Auth):
         self._origin = httpx.URL(origin)
         self._token_client = token_client
         self._tokens: dict[frozenset[str], _Token] = {}
+        self._foreign: dict[tuple[Origin, frozenset[str]], _Token] = {}
         self._bearer: Challenge | None = None
         self._basic = False
         self._lock = threading.Lock()
+        self.realm_failures = 0  # transient token-realm failures (429, 5xx), each retried
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if not same_origin(request.url, self._origin):
-            yield request
+        if not same_origin(request.url, self._origin):  # a page the registry sent us to
+            response = yield request
+            challenge = preferred_challenge(response.headers.get_list("www-authenticate"))
+            if response.status_code == 401 and challenge and challenge.scheme == "bearer":
+                yield self._anonymous_replay(request, response.request.url, challenge)
             return
         scopes = scopes_for(request)
         self._authorize(request, scopes)
         response = yield request
-        # Redirects are followed inside this flow: a 401 may come from the redirect target.
-        if response.status_code != 401 or not same_origin(response.request.url, self._origin):
+        if response.status_code != 401:
             return
-        challenge = parse_challenge(response.headers.get("www-authenticate", ""))
+        challenge = preferred_challenge(response.headers.get_list("www-authenticate"))
         if challenge is None:
+            return
+        # Redirects are followed inside this flow: the 401 may come from the redirect target.
+        if not same_origin(response.request.url, self._origin):
+            if challenge.scheme == "bearer":
+                yield self._anonymous_replay(request, response.request.url, challenge)
             return
         if challenge.scheme == "basic":
             if self._credentials is None or self._basic:
@@ -187,11 +231,28 @@ class RegistryAuth(httpx.Auth):
             with self._lock:
                 self._bearer = challenge
                 self._tokens.pop(scopes, None)
-            token = self._fetch_token(challenge, wanted)
+            token = self._fetch_token(challenge, wanted, self._credentials, self._origin)
             with self._lock:
                 self._tokens[scopes] = token
         self._authorize(request, scopes)
         yield request
+
+    def _anonymous_replay(
+        self, request: httpx.Request, url: httpx.URL, challenge: Challenge
+    ) -> httpx.Request:
+        """The request again, at the origin that challenged, with its own anonymous token."""
+        replay = httpx.Request(request.method, url, headers=request.headers)
+        replay.headers.pop("Authorization", None)
+        scopes = scopes_for(replay) | challenge.scopes
+        key = (origin_of(url), scopes)
+        with self._lock:
+            token = self._foreign.get(key)
+        if token is None or token.expires_at <= time.monotonic():
+            token = self._fetch_token(challenge, scopes, None, url)
+            with self._lock:
+                self._foreign[key] = token
+        replay.headers["Authorization"] = f"Bearer {token.value}"
+        return replay
 
     def _authorize(self, request: httpx.Request, scopes: frozenset[str]) -> None:
         """Attach what is known to work, fetching a token up front once the realm is known."""
@@ -202,24 +263,30 @@ class RegistryAuth(httpx.Auth):
             token = self._tokens.get(scopes)
             challenge = self._bearer
         if (token is None or token.expires_at <= time.monotonic()) and challenge and scopes:
-            token = self._fetch_token(challenge, scopes)
+            token = self._fetch_token(challenge, scopes, self._credentials, self._origin)
             with self._lock:
                 self._tokens[scopes] = token
         if token is not None:
             request.headers["Authorization"] = f"Bearer {token.value}"
 
-    def _fetch_token(self, challenge: Challenge, scopes: frozenset[str]) -> _Token:
+    def _fetch_token(
+        self,
+        challenge: Challenge,
+        scopes: frozenset[str],
+        credentials: Credentials | None,
+        challenger: httpx.URL,
+    ) -> _Token:
         realm = challenge.params.get("realm")
         if not realm:
             raise AuthError("Bearer challenge without a realm", status=401, code="UNAUTHORIZED")
-        realm_url = check_realm(realm, self._origin)
+        realm_url = check_realm(realm, challenger)
         params: list[tuple[str, str | int | float | bool | None]] = []
         if "service" in challenge.params:
             params.append(("service", challenge.params["service"]))
         params += [("scope", scope) for scope in sorted(scopes)]
         # The realm's own query string (some realms carry one) is kept.
         url = realm_url.copy_merge_params(httpx.QueryParams(params))
-        headers = {"Authorization": _basic_header(self._credentials)} if self._credentials else {}
+        headers = {"Authorization": _basic_header(credentials)} if credentials else {}
         prefix = f"{self._registry}: " if self._registry else ""
         what = f"{prefix}token request to {safe_url(realm_url)}"
         started = time.monotonic()
@@ -229,14 +296,7 @@ class RegistryAuth(httpx.Auth):
         response = self._token_client.send(request, stream=True)
         try:
             if response.status_code != 200:
-                error = error_from_response(response, what, read_error_body(response))
-                who = f"user {self._credentials.username!r}" if self._credentials else "anonymous"
-                raise AuthError(
-                    f"{error.message} (as {who})",
-                    status=response.status_code,
-                    code=error.code,
-                    hint="check the username and password/token configured for this registry",
-                )
+                raise self._realm_error(response, what, credentials)
             body = parse_json_object(read_bounded(response, TOKEN_BODY_BYTES, what), what)
         finally:
             response.close()
@@ -255,6 +315,34 @@ class RegistryAuth(httpx.Auth):
             else _DEFAULT_TOKEN_SECONDS
         )
         return _Token(value, started + max(0.0, lifetime - _TOKEN_MARGIN_SECONDS))
+
+    def _realm_error(
+        self, response: httpx.Response, what: str, credentials: Credentials | None
+    ) -> RegistryError:
+        """Only a 401 or 403 from the realm blames the credentials; a throttled or failing
+        realm (auth.docker.io's 429s and 5xx, GHCR's shared anonymous limit) is transient
+        and the request is retried with backoff."""
+        status = response.status_code
+        error = error_from_response(response, what, read_error_body(response))
+        if status in (429, 408) or status >= 500:
+            with self._lock:
+                self.realm_failures += 1
+            return TokenRealmUnavailableError(
+                error.message,
+                status=status,
+                code="TOKEN_REALM_UNAVAILABLE",
+                hint="the registry's token service is throttling or failing; mirror retries",
+                retry_after=error.retry_after,
+            )
+        if status in (401, 403):
+            who = f"user {credentials.username!r}" if credentials else "anonymous"
+            return AuthError(
+                f"{error.message} (as {who})",
+                status=status,
+                code=error.code,
+                hint="check the username and password/token configured for this registry",
+            )
+        return RegistryError(error.message, status=status, code=error.code, hint=error.hint)
 
 
 def _basic_header(credentials: Credentials) -> str:

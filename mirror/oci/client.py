@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from mirror.errors import InvalidUpstreamDataError, error_from_response, safe_url
+from mirror.oci.breaker import CONNECTION_FAILURES, Breaker
 from mirror.oci.grammar import is_digest, require_digest, require_reference, require_repository
 from mirror.oci.limits import (
     LISTING_PAGES,
@@ -48,6 +49,12 @@ from mirror.quota import Pacer
 from mirror.retry import RetryPolicy
 
 __all__ = ["RegistryClient", "next_link"]
+
+
+# How registries without the referrers API answer it: 404 (the spec's signal), 400 or 405
+# (no such route), 406 (google/go-containerregistry#1962). A 200 that is not an OCI index
+# counts too.
+NO_REFERRERS_API = (400, 404, 405, 406)
 
 
 def next_link(response: httpx.Response) -> httpx.URL | None:
@@ -84,8 +91,10 @@ class RegistryClient:
         retry: RetryPolicy,
         timeouts: Timeouts | None = None,
         manifest_puts: Pacer | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
-        """`manifest_puts` paces manifest PUTs (ECR's PutImage is rate-limited)."""
+        """`manifest_puts` paces manifest PUTs (ECR's PutImage is rate-limited); `breaker`
+        stops asking a registry that keeps refusing connections (shared by its clients)."""
         self._http = http
         self._base = httpx.URL(base_url.rstrip("/") + "/")
         self.name = name
@@ -93,6 +102,7 @@ class RegistryClient:
         self._timeouts = timeouts or Timeouts()
         self._socket_timeouts = self._timeouts.httpx()
         self._manifest_puts = manifest_puts
+        self._breaker = breaker or Breaker(name, "REGISTRY_UNAVAILABLE")
 
     def _url(self, repository: str, *parts: str) -> httpx.URL:
         """`/v2/<repository>/<parts>` from validated parts, each percent-encoded."""
@@ -110,10 +120,16 @@ class RegistryClient:
     def _stream(
         self, method: str, url: httpx.URL, *, follow_redirects: bool = False, **kwargs: Any
     ) -> Iterator[httpx.Response]:
+        self._breaker.check()
         request = self._http.build_request(
             method, url, timeout=request_timeout(self._socket_timeouts), **kwargs
         )
-        response = self._http.send(request, stream=True, follow_redirects=follow_redirects)
+        try:
+            response = self._http.send(request, stream=True, follow_redirects=follow_redirects)
+        except CONNECTION_FAILURES:
+            self._breaker.failed()
+            raise
+        self._breaker.answered()
         try:
             yield response
         finally:
@@ -159,7 +175,12 @@ class RegistryClient:
 
         def attempt() -> Descriptor | None:
             found = self._call(
-                "HEAD", url, what, absent=(404,), headers={"Accept": ACCEPT_MANIFESTS}
+                "HEAD",
+                url,
+                what,
+                absent=(404,),
+                headers={"Accept": ACCEPT_MANIFESTS},
+                follow_redirects=True,
             )
             if found is None:
                 return None
@@ -184,7 +205,12 @@ class RegistryClient:
         def attempt() -> Manifest:
             response, raw = self._require(
                 self._call(
-                    "GET", url, what, limit=MANIFEST_BYTES, headers={"Accept": ACCEPT_MANIFESTS}
+                    "GET",
+                    url,
+                    what,
+                    limit=MANIFEST_BYTES,
+                    headers={"Accept": ACCEPT_MANIFESTS},
+                    follow_redirects=True,
                 )
             )
             announced = response.headers.get("docker-content-digest", "").strip()
@@ -264,10 +290,14 @@ class RegistryClient:
         )
 
     def _next_page(self, response: httpx.Response, what: str) -> httpx.URL | None:
-        """The next page, which must be on this registry's origin: a page elsewhere would
-        get the registry's credentials, or lead the listing anywhere."""
+        """The next page, which must be on this registry's origin or on the one that served
+        this page (where the registry redirected the listing, as registry.k8s.io does):
+        anywhere else the Link could lead the listing, and the auth flow, anywhere."""
         url = next_link(response)
-        if url is not None and not same_origin(url, self._base):
+        allowed = url is None or any(
+            same_origin(url, known) for known in (self._base, response.request.url)
+        )
+        if url is not None and not allowed:
             raise InvalidUpstreamDataError(
                 f"{self.name}: {what}: the next page is on another origin "
                 f"({safe_url(url)}); refused",
@@ -292,8 +322,9 @@ class RegistryClient:
                     page_url,
                     what,
                     limit=TAG_PAGE_BYTES,
-                    absent=(404, 405),
+                    absent=NO_REFERRERS_API,
                     headers={"Accept": OCI_INDEX},
+                    follow_redirects=True,
                 )
 
             with deadline(self._timeouts.metadata, f"{self.name}: listing {what}"):
@@ -329,7 +360,9 @@ class RegistryClient:
             page_url = url
 
             def attempt(page_url: httpx.URL = page_url) -> tuple[httpx.Response, bytes]:
-                return self._require(self._call("GET", page_url, what, limit=TAG_PAGE_BYTES))
+                return self._require(
+                    self._call("GET", page_url, what, limit=TAG_PAGE_BYTES, follow_redirects=True)
+                )
 
             response, raw = self._retry.call(attempt)
             listing.extend(parse_tag_page(raw, f"{self.name}: {what}"))

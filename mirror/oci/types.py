@@ -22,6 +22,7 @@ __all__ = [
     "INDEX_TYPES",
     "OCI_INDEX",
     "OCI_MANIFEST",
+    "SCHEMA1_TYPES",
     "UPSTREAM_DIGEST_ANNOTATION",
     "Descriptor",
     "Manifest",
@@ -40,6 +41,13 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 INDEX_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
+# Docker's deprecated schema1, still served for very old tags; mirror does not copy it.
+SCHEMA1_TYPES = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        "application/vnd.docker.distribution.manifest.v1+json",
+    }
+)
 MANIFEST_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
 # Without all four, distribution answers 404 for OCI content and downgrades Docker
 # manifests to schema1 (a different digest).

@@ -350,8 +350,9 @@ def test_an_unreachable_target_fails_every_image_before_any_upstream_request(
     run = mirror("sync", config=config)
 
     assert run.code == 1
-    assert [i["error"]["code"] for i in run.report["images"]] == ["NETWORK", "NETWORK"]
-    assert "check that the registry is reachable" in run.out
+    codes = [i["error"]["code"] for i in run.report["images"]]
+    assert codes == ["TARGET_UNAVAILABLE", "TARGET_UNAVAILABLE"]  # refused: the breaker
+    assert "check that the registry is up and reachable" in run.out
     assert hub.counters.requests == []
 
 

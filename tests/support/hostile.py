@@ -146,11 +146,13 @@ class HostileFront(_Running):
         self.drip: set[str] = set()  # names whose manifest GETs and tag lists drip
         self.drip_seconds = 0.5
         self.paths: list[str] = []  # every request path (undecoded), in order
+        self.calls: list[tuple[str, str]] = []  # (method, path) of each
         front = self
 
         class Handler(_Base):
             def do_GET(self) -> None:
                 front.paths.append(self.path)
+                front.calls.append((self.command, self.path))
                 front.route(self)
 
             do_HEAD = do_GET

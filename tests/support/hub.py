@@ -17,6 +17,7 @@ The window is fixed (it starts at the first pull), which is enough to test clien
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 import secrets
@@ -63,6 +64,7 @@ class HubCounters:
     token_requests: int = 0
     rejected_429: int = 0
     cdn_auth_rejections: int = 0
+    compressed_blobs: int = 0
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, query
 
 
@@ -85,6 +87,15 @@ class DockerHubFront:
         # Serve the OCI 1.1 referrers API (from the backend's `sha256-<hex>` fallback tag);
         # off, the endpoint is a 404 like a registry without it.
         self.referrers_api = False
+        # Registry personalities (tests/e2e/test_personalities.py cites the source of each):
+        self.token_failures: list[int] = []  # statuses the realm answers first, one each
+        self.unknown_is_401 = False  # a repository that does not exist: 401, as Docker Hub
+        self.head_digest = True  # False: HEADs carry no Docker-Content-Digest
+        self.compress_when_asked = False  # the CDN gzips blobs for Accept-Encoding: gzip
+        self.referrers_answer: str | None = None  # "406", "html", "500": odd API answers
+        self.gitlab_fallback = False  # `sha256-<hex>` resolves to the image itself
+        self.basic_challenge_too = False  # Basic offered beside Bearer in one header
+        self.realm_query = ""  # e.g. "tenant=acme": the realm URL carries its own query
         self.counters = HubCounters()
         self._tokens: dict[str, tuple[str | None, set[str]]] = {}
         self._quotas: dict[str, _Quota] = {}
@@ -221,16 +232,31 @@ class _FrontHandler(_Handler):
                 if info is None or f"repository:{name}:pull" not in info[1]:
                     return self.challenge(name)
                 source = info[0] or self.client_address[0]
+                if self.hub.unknown_is_401 and not self.known(name):
+                    return self.challenge(name)  # a valid token, and still 401
                 return handler(match, source, parse_qs(parsed.query))
         return self.error(404, "NOT_FOUND", "no such endpoint")
 
     def challenge(self, name: str | None) -> None:
-        value = f'Bearer realm="{self.hub.url}/token",service="registry.docker.io"'
+        realm = f"{self.hub.url}/token" + (
+            f"?{self.hub.realm_query}" if self.hub.realm_query else ""
+        )
+        value = f'Bearer realm="{realm}",service="registry.docker.io"'
         if name:
             value += f',scope="repository:{name}:pull",error="insufficient_scope"'
+        if self.hub.basic_challenge_too:
+            value = f'Basic realm="docker", {value}'
         self.error(401, "UNAUTHORIZED", "authentication required", {"WWW-Authenticate": value})
 
     def token(self, query: dict[str, list[str]]) -> None:
+        with self.hub._lock:
+            failure = self.hub.token_failures.pop(0) if self.hub.token_failures else None
+        if failure is not None:
+            return self.error(failure, "UNAVAILABLE", "token service unavailable")
+        if self.hub.realm_query:
+            key, _, value = self.hub.realm_query.partition("=")
+            if query.get(key) != [value]:
+                return self.reply(400, b'{"details":"the realm query string was dropped"}')
         account = None
         header = self.headers.get("Authorization", "")
         if header.startswith("Basic "):
@@ -254,7 +280,13 @@ class _FrontHandler(_Handler):
         }
         self.reply(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
+    def known(self, name: str) -> bool:
+        return self.hub.backend.get(f"/v2/{name}/tags/list").status_code == 200
+
     def manifest(self, match: re.Match[str], source: str, _query: Any) -> None:
+        ref = match["ref"]
+        if self.hub.gitlab_fallback and ref.startswith("sha256-"):
+            ref = "sha256:" + ref.removeprefix("sha256-")  # the image itself, not an index
         if self.command == "GET" and not self.hub.spend(source):
             headers = self.hub.rate_headers(source)
             if self.hub.retry_after is not None:
@@ -270,14 +302,13 @@ class _FrontHandler(_Handler):
                 self.hub.counters.manifest_heads += 1
         backend = self.hub.backend.request(
             self.command,
-            f"/v2/{match['name']}/manifests/{match['ref']}",
+            f"/v2/{match['name']}/manifests/{ref}",
             headers={"Accept": ", ".join(self.headers.get_all("Accept") or [ACCEPT])},
         )
-        headers = {
-            k: v
-            for k, v in backend.headers.items()
-            if k.lower() in ("content-type", "docker-content-digest", "etag")
-        }
+        kept = ["content-type", "etag"]
+        if self.hub.head_digest or self.command == "GET":
+            kept.append("docker-content-digest")
+        headers = {k: v for k, v in backend.headers.items() if k.lower() in kept}
         headers.update(self.hub.rate_headers(source))
         self.send_response(backend.status_code)
         for key, value in headers.items():
@@ -293,6 +324,12 @@ class _FrontHandler(_Handler):
             self.wfile.write(backend.content)
 
     def referrers(self, match: re.Match[str], _source: str, _query: Any) -> None:
+        if self.hub.referrers_answer == "406":  # Artifactory
+            return self.error(406, "UNSUPPORTED", "not acceptable")
+        if self.hub.referrers_answer == "500":
+            return self.error(500, "UNKNOWN", "internal error")
+        if self.hub.referrers_answer == "html":  # a front page where the API is not
+            return self.reply(200, b"<html>welcome</html>", {"Content-Type": "text/html"})
         if not self.hub.referrers_api:
             return self.error(404, "NOT_FOUND", "no such endpoint")
         tag = match["digest"].replace(":", "-")
@@ -357,6 +394,11 @@ class _CdnHandler(_Handler):
             if r.status_code != 200:
                 r.read()
                 return self.reply(r.status_code, r.content)
+            if self.hub.compress_when_asked and "gzip" in self.headers.get("Accept-Encoding", ""):
+                body = gzip.compress(r.read())
+                with self.hub._lock:
+                    self.hub.counters.compressed_blobs += 1
+                return self.reply(200, body, {"Content-Encoding": "gzip"})
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", r.headers["content-length"])

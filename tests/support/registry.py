@@ -101,6 +101,12 @@ class LocalRegistry:
                 }
         return state
 
+    def kill(self) -> None:
+        """Die at once, mid-request, the way a crashed or unplugged registry does."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)

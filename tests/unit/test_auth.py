@@ -5,8 +5,19 @@ import base64
 import httpx
 import pytest
 
-from mirror.errors import AuthError, InvalidUpstreamDataError
-from mirror.oci.auth import Credentials, RegistryAuth, parse_challenge, scopes_for
+from mirror.errors import (
+    AuthError,
+    InvalidUpstreamDataError,
+    TokenRealmUnavailableError,
+    is_retryable,
+)
+from mirror.oci.auth import (
+    Credentials,
+    RegistryAuth,
+    parse_challenge,
+    preferred_challenge,
+    scopes_for,
+)
 
 REGISTRY = "https://registry.test"
 REALM = "https://auth.test/token"
@@ -174,22 +185,60 @@ def test_a_realm_the_credentials_must_not_go_to_is_refused_before_any_request(
     assert [r.url.host for r in httpx_mock.get_requests()] == ["registry.test"]
 
 
-def test_a_challenge_from_another_origin_is_not_answered(httpx_mock):
-    """A blob GET redirected to a CDN that challenges: the CDN's realm hears nothing."""
-    blob = f"{REGISTRY}/v2/a/blobs/sha256:{'1' * 64}"
-    cdn = "https://cdn.test/blob?sig=x"
-    httpx_mock.add_response(url=blob, status_code=307, headers={"Location": cdn})
+def test_a_redirect_target_that_challenges_gets_an_anonymous_token_never_the_account(
+    httpx_mock,
+):
+    """registry.k8s.io sends reads on to Artifact Registry, which has its own realm."""
+    manifest = f"{REGISTRY}/v2/pause/manifests/3.9"
+    backend = "https://backend.test/v2/k8s/images/pause/manifests/3.9"
+    challenge = 'Bearer realm="https://backend.test/token",service="backend"'
+    httpx_mock.add_response(url=manifest, status_code=307, headers={"Location": backend})
+    httpx_mock.add_response(url=backend, status_code=401, headers={"WWW-Authenticate": challenge})
+    params = {"service": "backend", "scope": "repository:k8s/images/pause:pull"}
     httpx_mock.add_response(
-        url=cdn,
-        status_code=401,
-        headers={"WWW-Authenticate": 'Bearer realm="https://evil.test/token"'},
+        url=httpx.URL("https://backend.test/token", params=params), json={"token": "anon"}
     )
+    httpx_mock.add_response(url=backend, match_headers={"Authorization": "Bearer anon"})
+
     with client(Credentials("alice", "pw-123")) as http:
-        response = http.get(blob, follow_redirects=True)
-    assert response.status_code == 401
-    hosts = [r.url.host for r in httpx_mock.get_requests()]
-    assert hosts == ["registry.test", "cdn.test"]
-    assert "authorization" not in httpx_mock.get_requests()[1].headers
+        assert http.get(manifest, follow_redirects=True).status_code == 200
+
+    token_request = httpx_mock.get_requests()[2]
+    assert "authorization" not in token_request.headers  # anonymous: the account stays home
+    basic = "Basic " + base64.b64encode(b"alice:pw-123").decode()
+    assert all(r.headers.get("authorization") != basic for r in httpx_mock.get_requests())
+
+
+@pytest.mark.parametrize(
+    ("headers", "scheme", "realm"),
+    [
+        (['Bearer realm="https://a/t",service="s", Basic realm="b"'], "bearer", "https://a/t"),
+        (['Basic realm="b", Bearer realm="https://a/t",service="s"'], "bearer", "https://a/t"),
+        (['Basic realm="b"', 'Bearer realm="https://a/t"'], "bearer", "https://a/t"),
+        (['Basic realm="b,c"'], "basic", "b,c"),
+    ],
+)
+def test_of_several_challenges_bearer_wins_and_parameters_never_mix(headers, scheme, realm):
+    challenge = preferred_challenge(headers)
+    assert challenge is not None and (challenge.scheme, challenge.params["realm"]) == (
+        scheme,
+        realm,
+    )
+    if scheme == "bearer" and "service" in headers[-1] + headers[0]:
+        assert set(challenge.params) == {"realm", "service"}
+
+
+@pytest.mark.parametrize(("status", "transient"), [(429, True), (503, True), (401, False)])
+def test_only_a_401_or_403_from_the_realm_blames_the_credentials(httpx_mock, status, transient):
+    url = f"{REGISTRY}/v2/a/manifests/1"
+    httpx_mock.add_response(url=url, status_code=401, headers={"WWW-Authenticate": CHALLENGE})
+    params = {"service": "registry.test", "scope": "repository:a:pull"}
+    httpx_mock.add_response(url=httpx.URL(REALM, params=params), status_code=status)
+    expected = TokenRealmUnavailableError if transient else AuthError
+    with client(Credentials("alice", "pw-123")) as http, pytest.raises(expected) as caught:
+        http.get(url)
+    assert is_retryable(caught.value) is transient
+    assert ("username and password" in caught.value.hint) is not transient
 
 
 def test_a_request_to_another_origin_carries_no_credentials(httpx_mock):

@@ -229,11 +229,22 @@ def test_a_compressed_manifest_is_refused_not_inflated(httpx_mock, registry):
     assert "Content-Encoding" in caught.value.message
 
 
-def test_a_redirect_is_not_a_manifest(httpx_mock, registry):
-    httpx_mock.add_response(status_code=307, headers={"Location": "https://elsewhere.test/x"})
+def test_a_manifest_read_follows_a_redirect_and_is_still_verified(httpx_mock, registry):
+    """registry.k8s.io answers every /v2/<name>/... with a 307 to Artifact Registry."""
+    body = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
+    backend = "https://backend.test/v2/k8s/images/a/manifests/1"
+    httpx_mock.add_response(
+        url=f"{BASE}/v2/a/manifests/1", status_code=307, headers={"Location": backend}
+    )
+    httpx_mock.add_response(url=backend, content=body)
+    assert registry.get_manifest("a", "1").digest == sha256_digest(body)
+
+
+def test_a_3xx_that_is_not_a_redirect_is_not_a_manifest(httpx_mock, registry):
+    httpx_mock.add_response(status_code=300)
     with pytest.raises(RegistryError) as caught:
         registry.get_manifest("a", "1")
-    assert caught.value.status == 307
+    assert caught.value.status == 300
 
 
 def test_invalid_tags_in_a_listing_are_dropped_and_counted(httpx_mock, registry):

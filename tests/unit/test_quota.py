@@ -73,15 +73,38 @@ def test_a_quota_429_blocks_until_retry_after():
         budget.take()
     assert caught.value.seconds == 30
     now[0] += 30
+    # It refused while claiming 9 left: 9 are someone else's, in this window and the next.
     budget.observe(response(**{"ratelimit-limit": "10;w=60", "ratelimit-remaining": "9;w=60"}))
+    assert budget.available() == 0
+    budget.observe(response(**{"ratelimit-limit": "10;w=60", "ratelimit-remaining": "10;w=60"}))
     budget.take()
 
 
-def test_a_quota_429_without_retry_after_backs_off_within_a_quarter_window():
-    budget = Budget("docker.io", "anonymous")
-    budget.observe(response(**{"ratelimit-limit": "10;w=40", "ratelimit-remaining": "9;w=40"}))
-    waits = [budget.exhausted(retry_after=None).seconds for _ in range(5)]
-    assert waits == [2.0, 4.0, 8.0, 10.0, 10.0]
+def test_a_429_while_the_headers_claim_pulls_left_teaches_the_budget_their_overclaim():
+    now = [100.0]
+    budget = Budget("docker.io", "anonymous", clock=lambda: now[0])
+    claimed = {"ratelimit-limit": "5;w=40"}
+    budget.observe(response(**claimed, **{"ratelimit-remaining": "2;w=40"}))
+
+    wait = budget.exhausted(retry_after=None)
+
+    assert wait.seconds == 2.0  # re-checked with a free HEAD a twentieth of the window on
+    assert budget.overclaim == 2
+    now[0] += 2
+    budget.observe(response(**claimed, **{"ratelimit-remaining": "2;w=40"}))
+    assert budget.available() == 0  # 2 claimed, 2 known to be someone else's: wait
+    budget.observe(response(**claimed, **{"ratelimit-remaining": "5;w=40"}))  # new window
+    assert budget.available() == 3
+    for _ in range(3):
+        budget.take()
+    with pytest.raises(QuotaWait, match="overclaim by 2"):
+        budget.take()
+
+
+def test_a_quota_429_without_any_figures_backs_off_more_each_time():
+    budget = Budget("quay.io", "anonymous")
+    waits = [budget.exhausted(retry_after=None).seconds for _ in range(6)]
+    assert waits == [10.0, 20.0, 40.0, 80.0, 120.0, 120.0]
 
 
 def test_recheck_interval_scales_with_the_window():
