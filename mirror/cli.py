@@ -21,7 +21,7 @@ from mirror.daemon import Daemon, check_health
 from mirror.dockerfile import base_images
 from mirror.durations import parse_duration
 from mirror.errors import ConfigError, MirrorError, printable
-from mirror.iam import policy_document
+from mirror.iam import needs_account, policy_document
 from mirror.lock import build_lock, pulls_from_lock, read_lock
 from mirror.log import setup_logging
 from mirror.naming import target_reference
@@ -30,7 +30,7 @@ from mirror.publish import merge_commands, publish
 from mirror.ratelimit import probe_rate_limits
 from mirror.report import Action, ImageResult, PassReport, write_report
 from mirror.sync import DEFAULT_MAX_WAIT_SECONDS, SyncOptions, run_pass
-from mirror.wiring import Clients, target_registry_name
+from mirror.wiring import Clients, caller_account, target_registry_name
 
 __all__ = ["main"]
 
@@ -127,10 +127,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DEST",
         help="a file, s3://BUCKET/KEY or ssm:/PARAMETER (default: stdout)",
     )
-    commands.add_parser(
+    iam = commands.add_parser(
         "iam-policy",
         parents=[common],
         help="print the least-privilege IAM policy (JSON) this config needs",
+    )
+    iam.add_argument(
+        "--account",
+        metavar="ID",
+        help="the target's AWS account, when target.registry does not say it "
+        "(default: ask STS with the current credentials)",
     )
     health = commands.add_parser(
         "health",
@@ -284,8 +290,14 @@ def _lock(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _iam_policy(config: Config) -> int:
-    document = policy_document(config)
+def _iam_policy(config: Config, args: argparse.Namespace) -> int:
+    account = args.account
+    if account is None and needs_account(config):
+        account = caller_account()
+    warnings: list[str] = []
+    document = policy_document(config, account, warnings)
+    for warning in warnings:
+        print(f"mirror: warning: {warning}", file=sys.stderr)
     if not document["Statement"]:
         print("mirror: this config needs no AWS permissions", file=sys.stderr)
         return EXIT_OK
@@ -404,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ratelimit":
             return _ratelimit(config)
         if args.command == "iam-policy":
-            return _iam_policy(config)
+            return _iam_policy(config, args)
         if args.command == "buildspec":
             return _buildspec(config, args)
         if args.command == "prune":

@@ -26,6 +26,8 @@ __all__ = [
     "ecr_host",
     "encryption_configuration",
     "exclusion_filters",
+    "owned",
+    "ownership_tags",
 ]
 
 log = structlog.get_logger(__name__)
@@ -37,6 +39,21 @@ _QUOTAS = {
     "TagResource": "Tags per resource",
     "CreatePullThroughCacheRule": "Pull through cache rules per registry",
 }
+
+
+# Every repository mirror writes to carries these, and prune touches no repository that
+# lacks them: another team's repositories are never mirror's, whatever their names.
+OWNER_TAG, OWNER_VALUE, PREFIX_TAG = "managed-by", "mirror", "mirror-prefix"
+
+
+def ownership_tags(prefix: str) -> dict[str, str]:
+    return {OWNER_TAG: OWNER_VALUE, PREFIX_TAG: prefix.strip("/")}
+
+
+def owned(tags: list[dict[str, str]], prefix: str) -> bool:
+    """Whether a repository's tags (as ECR lists them) say mirror owns it, under `prefix`."""
+    have = {t.get("Key"): t.get("Value") for t in tags}
+    return all(have.get(k) == v for k, v in ownership_tags(prefix).items())
 
 
 # ECR's default "Images per repository" quota, and the share at which mirror warns.
@@ -100,9 +117,11 @@ class Ecr:
         settings: RepositorySettings,
         lifecycle_policy: dict[str, Any] | None,
         retired_lifecycle_policy: dict[str, Any] | None = None,
+        prefix: str = "mirror",
     ) -> None:
         self._client = client
         self._settings = settings
+        self._tags = {**ownership_tags(prefix), **settings.tags}
         self._lifecycle = lifecycle_policy
         self._retired = retired_lifecycle_policy
         self._ready: set[str] = set()
@@ -158,8 +177,7 @@ class Ecr:
         }
         if settings.tag_mutability_exclusions:
             arguments["imageTagMutabilityExclusionFilters"] = exclusion_filters(settings)
-        if settings.tags:
-            arguments["tags"] = [{"Key": k, "Value": v} for k, v in settings.tags.items()]
+        arguments["tags"] = [{"Key": k, "Value": v} for k, v in self._tags.items()]
         try:
             call_aws(self._client, "create_repository", **arguments)
         except AwsError as exc:
@@ -212,12 +230,12 @@ class Ecr:
         if self._retired is not None and self._lifecycle_of(name) == self._retired:
             call_aws(self._client, "delete_lifecycle_policy", repositoryName=name)
             changed.append("lifecycle_policy removed: prune replaces it")
-        if settings.tags and self._tags_differ(repository["repositoryArn"]):
+        if self._tags_differ(repository["repositoryArn"]):  # repositories from before
             call_aws(
                 self._client,
                 "tag_resource",
                 resourceArn=repository["repositoryArn"],
-                tags=[{"Key": k, "Value": v} for k, v in settings.tags.items()],
+                tags=[{"Key": k, "Value": v} for k, v in self._tags.items()],
             )
             changed.append("tags")
         encryption = repository.get("encryptionConfiguration") or {"encryptionType": "AES256"}
@@ -247,7 +265,7 @@ class Ecr:
     def _tags_differ(self, arn: str) -> bool:
         found = call_aws(self._client, "list_tags_for_resource", resourceArn=arn).get("tags") or []
         have = {t["Key"]: t["Value"] for t in found}
-        return any(have.get(k) != v for k, v in self._settings.tags.items())
+        return any(have.get(k) != v for k, v in self._tags.items())
 
     def warn_if_near_image_quota(self, name: str) -> None:
         """Log a warning when `name` holds 80% of ECR's images-per-repository quota."""

@@ -8,14 +8,24 @@ listed. A test records the AWS calls a sync makes and checks them against this p
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 from mirror.config import Config
-from mirror.config.model import KmsEncryption, SecretCredentials
+from mirror.config.model import KmsEncryption, RegistrySettings, SecretCredentials
 from mirror.config.source import remote_resource
+from mirror.ecr import OWNER_TAG, OWNER_VALUE
+from mirror.errors import ConfigError
+from mirror.ptc import SECRET_PREFIX
 
-__all__ = ["DATA_PLANE_PUSH", "policy_document", "repository_actions"]
+__all__ = [
+    "DATA_PLANE_PUSH",
+    "account_and_region",
+    "needs_account",
+    "policy_document",
+    "repository_actions",
+]
 
 # What the registry API (docker push/HEAD) needs on the target repositories.
 DATA_PLANE_PUSH = frozenset(
@@ -33,51 +43,86 @@ DATA_PLANE_PUSH = frozenset(
 
 def repository_actions(config: Config) -> set[str]:
     """Control-plane actions on the mirror's repositories that this config makes mirror call."""
-    repository = config.model.target.repository
     actions = {
         "ecr:DescribeImages",  # the images-per-repository quota warning
         "ecr:DescribeRepositories",
         "ecr:CreateRepository",
         "ecr:PutImageTagMutability",
         "ecr:PutImageScanningConfiguration",
+        "ecr:TagResource",  # the ownership tags every repository gets (ecr.ownership_tags)
+        "ecr:ListTagsForResource",
     }
     if config.lifecycle_policy is not None:
         actions |= {"ecr:PutLifecyclePolicy", "ecr:GetLifecyclePolicy"}
     if config.retired_lifecycle_policy is not None:
         actions |= {"ecr:DeleteLifecyclePolicy", "ecr:GetLifecyclePolicy"}
-    if repository.tags:
-        actions |= {"ecr:TagResource", "ecr:ListTagsForResource"}
     return actions
 
 
-def _account_and_region(config: Config) -> tuple[str, str]:
+def account_and_region(config: Config, account: str | None = None) -> tuple[str, str]:
+    """The target's account and Region: from `target.registry`, else `account` (the
+    caller asked STS, or was told `--account`). Never `*`: a policy for every account
+    is not least privilege."""
     target = config.model.target
     match = re.match(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.", target.registry or "")
     if match:
         return match.group(1), match.group(2)
-    return "*", target.region or "*"
+    region = target.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if account is None or not re.fullmatch(r"\d{12}", account):
+        raise ConfigError(
+            "the target's AWS account is unknown: target.registry is not set and STS could "
+            "not be asked",
+            hint="pass --account 123456789012, or set target.registry",
+        )
+    if not region:
+        raise ConfigError("the target's Region is unknown", hint="set target.region")
+    return account, region
 
 
-def _mirror_repositories(config: Config) -> str:
+def _secret_resource(arn: str, warnings: list[str]) -> str:
+    """A secret's ARN as IAM must match it: Secrets Manager appends `-` and six random
+    characters to every secret's ARN, so a partial ARN (the name alone) never matches."""
+    if re.search(r"-[A-Za-z0-9]{6}$", arn):
+        return arn
+    warnings.append(
+        f"{arn} is a partial secret ARN: the policy matches it as {arn}-?????? "
+        "(write the full ARN, with its 6-character suffix, to name exactly one secret)"
+    )
+    return f"{arn}-??????"
+
+
+def _mirror_repositories(config: Config, account: str, region: str) -> str:
     """The ARN pattern of every repository under the mirror's prefix."""
-    account, region = _account_and_region(config)
     prefix = config.model.target.repository_prefix.strip("/")
     return f"arn:aws:ecr:{region}:{account}:repository/{prefix + '/' if prefix else ''}*"
 
 
-def policy_document(config: Config) -> dict[str, Any]:
-    """The policy; its Statement list is empty when the config needs no AWS permission."""
-    statements = _ecr_statements(config) if config.model.target.kind == "ecr" else []
+def needs_account(config: Config) -> bool:
+    """Whether the policy names the account and `target.registry` does not say it."""
+    return not re.match(r"^\d{12}\.", config.model.target.registry or "")
+
+
+def policy_document(
+    config: Config, account: str | None = None, warnings: list[str] | None = None
+) -> dict[str, Any]:
+    """The policy; its Statement list is empty when the config needs no AWS permission.
+    `account` is used when `target.registry` does not name one; what the caller should
+    know about the result is appended to `warnings`."""
+    warnings = [] if warnings is None else warnings
+    account, region = account_and_region(config, account)
+    statements = (
+        _ecr_statements(config, account, region) if config.model.target.kind == "ecr" else []
+    )
     secrets = sorted(
-        spec.secret_arn
+        _secret_resource(spec.secret_arn, warnings)
         for settings in config.model.registries.values()
         for spec in settings.credential_list
         if isinstance(spec, SecretCredentials)
     )
-    statements += _config_statements(config)
+    statements += _config_statements(config, account, region)
     if config.model.prune is not None:
-        statements += _prune_statements(config)
-    statements += _event_statements(config)
+        statements += _prune_statements(config, account, region)
+    statements += _event_statements(config, account, region)
     if secrets:
         statements.append(
             {
@@ -106,10 +151,9 @@ PRUNE_IN_USE_ACTIONS = (
 )
 
 
-def _prune_statements(config: Config) -> list[dict[str, Any]]:
+def _prune_statements(config: Config, account: str, region: str) -> list[dict[str, Any]]:
     """Reading what workloads use (these list calls take no resource scope), listing every
     repository to find the mirror's, and deleting images only under the prefix."""
-    account, region = _account_and_region(config)
     return [
         {
             "Sid": "PruneImagesInUse",
@@ -120,21 +164,22 @@ def _prune_statements(config: Config) -> list[dict[str, Any]]:
         {
             "Sid": "PruneListRepositories",
             "Effect": "Allow",
-            "Action": ["ecr:DescribeRepositories"],
+            "Action": ["ecr:DescribeRepositories", "ecr:ListTagsForResource"],
             "Resource": f"arn:aws:ecr:{region}:{account}:repository/*",
         },
         {
             "Sid": "PruneDeleteImages",
             "Effect": "Allow",
             "Action": ["ecr:BatchDeleteImage"],
-            "Resource": _mirror_repositories(config),
+            "Resource": _mirror_repositories(config, account, region),
+            # Only repositories tagged as mirror's, whatever their names.
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{OWNER_TAG}": OWNER_VALUE}},
         },
     ]
 
 
-def _event_statements(config: Config) -> list[dict[str, Any]]:
+def _event_statements(config: Config, account: str, region: str) -> list[dict[str, Any]]:
     """Publishing change events; a webhook needs no AWS permission."""
-    account, region = _account_and_region(config)
     buses = sorted(
         s.eventbridge.bus
         if s.eventbridge.bus.startswith("arn:")
@@ -165,10 +210,9 @@ def _event_statements(config: Config) -> list[dict[str, Any]]:
     return statements
 
 
-def _config_statements(config: Config) -> list[dict[str, Any]]:
+def _config_statements(config: Config, account: str, region: str) -> list[dict[str, Any]]:
     """Reading a config kept in S3 or Parameter Store, and publishing the CodeBuild include
     there (`daemon.publish_buildspec`)."""
-    account, region = _account_and_region(config)
     wanted = [("ReadConfig", config.source, False)]
     publishing = config.model.daemon.publish_buildspec
     if publishing is not None:
@@ -189,10 +233,9 @@ def _config_statements(config: Config) -> list[dict[str, Any]]:
     return statements
 
 
-def _ecr_statements(config: Config) -> list[dict[str, Any]]:
+def _ecr_statements(config: Config, account: str, region: str) -> list[dict[str, Any]]:
     target = config.model.target
-    account, region = _account_and_region(config)
-    repositories = _mirror_repositories(config)
+    repositories = _mirror_repositories(config, account, region)
     statements: list[dict[str, Any]] = [
         {
             "Sid": "EcrLogin",
@@ -209,19 +252,34 @@ def _ecr_statements(config: Config) -> list[dict[str, Any]]:
     ]
     encryption = target.repository.encryption
     if isinstance(encryption, KmsEncryption):
-        statements.append(
-            {
-                "Sid": "RepositoryEncryptionKey",
-                "Effect": "Allow",
-                "Action": ["kms:CreateGrant", "kms:DescribeKey", "kms:RetireGrant"],
-                "Resource": encryption.kms_key
-                if encryption.kms_key and encryption.kms_key.startswith("arn:")
-                else f"arn:aws:kms:{region}:{account}:key/*",
-                "Condition": {"StringEquals": {"kms:ViaService": f"ecr.{region}.amazonaws.com"}},
-            }
-        )
+        statements.append(_kms_statement(encryption.kms_key, account, region))
     statements += _pull_through_statements(config, account, region)
     return statements
+
+
+def _kms_statement(key: str | None, account: str, region: str) -> dict[str, Any]:
+    """The repositories' KMS key: its ARN; a key id made into one; an alias as the keys
+    that carry it (kms:ResourceAliases), never every key in the account."""
+    via = {"kms:ViaService": f"ecr.{region}.amazonaws.com"}
+    condition: dict[str, Any] = {"StringEquals": via}
+    if key is None:  # the AWS managed key ECR uses
+        resource = f"arn:aws:kms:{region}:{account}:key/*"
+        condition["ForAnyValue:StringEquals"] = {"kms:ResourceAliases": "alias/aws/ecr"}
+    elif key.startswith("arn:") and ":alias/" not in key:
+        resource = key
+    elif key.startswith("alias/") or ":alias/" in key:
+        resource = f"arn:aws:kms:{region}:{account}:key/*"
+        alias = key[key.index("alias/") :]
+        condition["ForAnyValue:StringEquals"] = {"kms:ResourceAliases": alias}
+    else:
+        resource = f"arn:aws:kms:{region}:{account}:key/{key}"
+    return {
+        "Sid": "RepositoryEncryptionKey",
+        "Effect": "Allow",
+        "Action": ["kms:CreateGrant", "kms:DescribeKey", "kms:RetireGrant"],
+        "Resource": resource,
+        "Condition": condition,
+    }
 
 
 PULL_THROUGH_ACTIONS = (
@@ -236,7 +294,7 @@ PULL_THROUGH_ACTIONS = (
 
 
 def _pull_through_statements(config: Config, account: str, region: str) -> list[dict[str, Any]]:
-    from mirror.ptc import SECRET_PREFIX, ptc_prefix
+    from mirror.ptc import managed_secret_name, ptc_prefix
 
     cached = {
         host: settings
@@ -272,7 +330,13 @@ def _pull_through_statements(config: Config, account: str, region: str) -> list[
                 "Resource": warmed,
             }
         )
-    if any(settings.credential_list for settings in cached.values()):
+    secret_arn = f"arn:aws:secretsmanager:{region}:{account}:secret:"
+    managed = sorted(
+        f"{secret_arn}{managed_secret_name(prefix, host)}-??????"
+        for host, settings in cached.items()
+        if settings.credential_list and not _given_ptc_secret(settings)
+    )
+    if managed:  # only the secrets mirror writes, by name: none other of ecr-pullthroughcache/
         statements.append(
             {
                 "Sid": "PullThroughCacheSecrets",
@@ -280,10 +344,16 @@ def _pull_through_statements(config: Config, account: str, region: str) -> list[
                 "Action": [
                     "secretsmanager:CreateSecret",
                     "secretsmanager:DescribeSecret",
-                    "secretsmanager:GetSecretValue",
                     "secretsmanager:PutSecretValue",
                 ],
-                "Resource": f"arn:aws:secretsmanager:{region}:{account}:secret:{SECRET_PREFIX}*",
+                "Resource": managed,
             }
         )
     return statements
+
+
+def _given_ptc_secret(settings: RegistrySettings) -> bool:
+    """The config names an `ecr-pullthroughcache/` secret itself: ECR reads it, mirror
+    writes nothing (ptc.PullThroughCache)."""
+    first = settings.credential_list[0]
+    return isinstance(first, SecretCredentials) and f":secret:{SECRET_PREFIX}" in first.secret_arn

@@ -24,7 +24,13 @@ from mirror.ecr import AwsError, call_aws, encryption_configuration, exclusion_f
 from mirror.oci.auth import Credentials
 from mirror.oci.reference import registry_alias
 
-__all__ = ["CacheableUpstream", "PullThroughCache", "ptc_prefix", "ptc_upstream"]
+__all__ = [
+    "CacheableUpstream",
+    "PullThroughCache",
+    "managed_secret_name",
+    "ptc_prefix",
+    "ptc_upstream",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +65,15 @@ def ptc_upstream(host: str) -> CacheableUpstream | None:
     if host.endswith(".azurecr.io"):
         return CacheableUpstream("azure-container-registry", host, True)
     return _SUPPORTED.get(host)
+
+
+def managed_secret_name_for(rule_prefix: str) -> str:
+    """The `ecr-pullthroughcache/` secret mirror writes for the rule at `rule_prefix`."""
+    return SECRET_PREFIX + rule_prefix.replace("/", "-")
+
+
+def managed_secret_name(repository_prefix: str, host: str) -> str:
+    return managed_secret_name_for(ptc_prefix(repository_prefix, host))
 
 
 def ptc_prefix(repository_prefix: str, host: str) -> str:
@@ -124,7 +139,7 @@ class PullThroughCache:
                 code="PTC_CREDENTIALS",
                 hint="add credentials to this registry in the config",
             )
-        name = SECRET_PREFIX + prefix.replace("/", "-")
+        name = managed_secret_name_for(prefix)
         value = json.dumps({"username": credentials.username, "accessToken": credentials.password})
         try:
             found = call_aws(self._secrets, "describe_secret", SecretId=name)

@@ -23,7 +23,7 @@ from mirror.quota import Budget, Pacer
 from mirror.retry import RetryPolicy
 from mirror.upstream import Member, Upstream
 
-__all__ = ["Clients", "target_registry_name"]
+__all__ = ["Clients", "caller_account", "target_registry_name"]
 
 # Nothing from a registry is decompressed (oci/limits.py): ask for identity, so a proxy
 # has no reason to compress, and httpx's default gzip/deflate offer is never made.
@@ -47,6 +47,18 @@ def target_registry_name(config: Config) -> str:
         return ecr_host("ACCOUNT", target.region or "REGION")
     assert target.registry_url is not None
     return httpx.URL(target.registry_url).netloc.decode("ascii")
+
+
+def caller_account() -> str | None:
+    """The account of the current AWS credentials (STS needs no permission), or None when
+    there are none or STS cannot be reached."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return str(boto3.client("sts").get_caller_identity()["Account"])
+    except (BotoCoreError, ClientError):
+        return None
 
 
 def _region(config: Config) -> str:
@@ -135,7 +147,11 @@ class Clients:
             host = ecr_host(call_aws(sts, "get_caller_identity")["Account"], region)
         config = self._config
         self.ecr = Ecr(
-            client, target.repository, config.lifecycle_policy, config.retired_lifecycle_policy
+            client,
+            target.repository,
+            config.lifecycle_policy,
+            config.retired_lifecycle_policy,
+            prefix=target.repository_prefix,
         )
         if any(r.mode == "pull-through-cache" for r in self._config.model.registries.values()):
             secrets = session.client("secretsmanager")

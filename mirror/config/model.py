@@ -364,6 +364,8 @@ class PruneSettings(Section):
     functions: list[str] = Field(default_factory=lambda: ["*"])  # Lambda function names
     keep_function_versions: int = Field(default=5, ge=1)
     extra_references: str | None = None  # a file of image URIs in use outside ECS and Lambda
+    # The only repositories prune may consider; required with an empty repository_prefix.
+    repositories: list[str] | None = None
 
 
 def _check_tag_patterns(value: list[str] | None) -> list[str] | None:
@@ -563,8 +565,18 @@ class MirrorConfig(Section):
 
     @model_validator(mode="after")
     def _prune_needs_ecr(self) -> MirrorConfig:
-        if self.prune is not None and self.target.kind != "ecr":
+        if self.prune is None:
+            return self
+        problem = ""
+        if self.target.kind != "ecr":
             problem = "prune works through the ECR API: it needs target kind: ecr"
+        elif not self.target.repository_prefix.strip("/") and self.prune.repositories is None:
+            problem = (
+                "with an empty target.repository_prefix every repository in the account and "
+                "Region would be a prune candidate: set a prefix, or list the repositories "
+                "prune may touch in prune.repositories"
+            )
+        if problem:
             raise PydanticCustomError(
                 "config", "{problem}", {"problem": problem, "path": ["prune"]}
             )

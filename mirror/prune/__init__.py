@@ -80,7 +80,15 @@ def _scope(config: Config, clients: Clients) -> Scope:
         for host in config.model.registries
         if pull_through_cached(config, host)
     )
-    return Scope(clients.target_registry, prefix, wanted, unresolved, cached)
+    listed = config.model.prune.repositories if config.model.prune else None
+    return Scope(
+        clients.target_registry,
+        prefix,
+        wanted,
+        unresolved,
+        cached,
+        frozenset(listed) if listed is not None else None,
+    )
 
 
 def _delete(ecr: Any, decisions: list[Decision]) -> None:

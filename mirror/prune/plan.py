@@ -18,12 +18,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from mirror.ecr import AwsError, call_aws
+import structlog
+
+from mirror.ecr import OWNER_TAG, OWNER_VALUE, PREFIX_TAG, AwsError, call_aws, owned
 from mirror.errors import MirrorError
 from mirror.naming import target_repository
 from mirror.oci.reference import parse_reference
 from mirror.oci.types import DOCKER_MANIFEST, INDEX_TYPES, OCI_MANIFEST
 from mirror.prune.inuse import PruneAborted, Use
+
+log = structlog.get_logger(__name__)
 
 __all__ = ["Decision", "Scope", "build_plan"]
 
@@ -62,8 +66,13 @@ class Scope:
     wanted: dict[str, set[str]]  # repository -> tags the config selects now
     unresolved: dict[str, str] = field(default_factory=dict)  # repository -> why unknown
     skipped_prefixes: tuple[str, ...] = ()  # pull-through-cache repositories
+    listed: frozenset[str] | None = None  # prune.repositories: only these (empty prefix)
 
     def owns(self, repository: str) -> bool:
+        """Whether `repository`'s name puts it in prune's reach; its ownership tags are
+        checked as well before anything in it is planned (build_plan)."""
+        if self.listed is not None and repository not in self.listed:
+            return False
         if self.prefix and not repository.startswith(self.prefix.strip("/") + "/"):
             return False
         return not any(repository.startswith(p + "/") for p in self.skipped_prefixes)
@@ -96,6 +105,26 @@ def _pages(ecr: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
         token = page.get("nextToken")
         if not token:
             return
+
+
+def _tagged(ecr: Any, repository: dict[str, Any], prefix: str) -> bool:
+    """Only a repository tagged as mirror's (ecr.ownership_tags) is ever pruned: one under
+    the prefix without the tags is someone else's, or predates them, and is left alone
+    (a sync that writes to it tags it)."""
+    try:
+        tags = call_aws(ecr, "list_tags_for_resource", resourceArn=repository["repositoryArn"])
+    except AwsError as exc:
+        raise PruneAborted(
+            f"cannot read the tags of {repository['repositoryName']}: {exc}"
+        ) from None
+    if owned(tags.get("tags") or [], prefix):
+        return True
+    log.warning(
+        "prune_skipped_unowned",
+        repository=repository["repositoryName"],
+        hint=f"it lacks the tags {OWNER_TAG}={OWNER_VALUE}, {PREFIX_TAG}={prefix.strip('/')}",
+    )
+    return False
 
 
 def _children(ecr: Any, repository: str, indexes: list[str]) -> dict[str, list[str]]:
@@ -169,11 +198,12 @@ def build_plan(
             repository, tag, digest = located
             by_repository[repository].append((tag, digest, use.holder))
     decisions: list[Decision] = []
-    repositories = sorted(
-        r["repositoryName"]
+    candidates = [
+        r
         for r in _pages(ecr, "describe_repositories", "repositories")
         if scope.owns(r["repositoryName"])
-    )
+    ]
+    repositories = sorted(r["repositoryName"] for r in candidates if _tagged(ecr, r, scope.prefix))
     for name in repositories:
         images = list(_pages(ecr, "describe_images", "imageDetails", repositoryName=name))
         indexes = [

@@ -28,7 +28,7 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy/mirror.yaml"
 EXAMPLE = ROOT / "config/ecs.yaml"
-SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mirror/dockerhub"
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mirror/dockerhub-AbCdEf"
 
 
 def deploy(name: str, **parameters: str) -> dict[str, str]:

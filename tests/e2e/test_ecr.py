@@ -92,7 +92,11 @@ def test_a_sync_into_ecr_creates_configured_repositories_and_copies_faithfully(
         policy = client.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
         assert json.loads(policy) == DEFAULT_POLICY
         tags = client.list_tags_for_resource(resourceArn=repository["repositoryArn"])["tags"]
-        assert tags == [{"Key": "owner", "Value": "platform"}]
+        assert tags == [  # mirror's ownership tags (prune touches nothing else), then the config's
+            {"Key": "managed-by", "Value": "mirror"},
+            {"Key": "mirror-prefix", "Value": "mirror"},
+            {"Key": "owner", "Value": "platform"},
+        ]
 
 
 def test_existing_repositories_are_reconciled_but_encryption_is_only_reported(
@@ -208,7 +212,8 @@ def test_the_iam_policy_lists_exactly_the_aws_calls_a_sync_makes(
     control_plane = allowed - DATA_PLANE_PUSH
     assert called - {"sts:GetCallerIdentity"} == control_plane
     (repositories,) = [s for s in policy["Statement"] if s["Sid"] == "MirrorRepositories"]
-    assert repositories["Resource"] == "arn:aws:ecr:us-east-1:*:repository/mirror/*"
+    # No target.registry: the account comes from STS, never a "*".
+    assert repositories["Resource"] == "arn:aws:ecr:us-east-1:123456789012:repository/mirror/*"
 
 
 def test_pull_through_cache_images_are_served_by_a_rule_and_the_rest_are_copied(

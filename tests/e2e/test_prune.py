@@ -13,6 +13,8 @@ import pytest
 
 from mirror.config import load_config
 from mirror.daemon import Daemon
+from mirror.ecr import ownership_tags
+from mirror.errors import ConfigError
 from mirror.lifecycle import DEFAULT_POLICY
 from mirror.wiring import Clients
 from tests.support.fake_ecr import ACCOUNT, FakeEcr
@@ -38,10 +40,13 @@ def manifest(seed: str) -> str:
     )
 
 
-def put(repository: str, body: str, tag: str | None = None) -> str:
+def put(repository: str, body: str, tag: str | None = None, *, owned: bool = True) -> str:
+    """An image in `repository`, created the way mirror creates its own (with the
+    ownership tags) unless `owned` is False (another team's, or one from before them)."""
     ecr = boto3.client("ecr")
+    tags = [{"Key": k, "Value": v} for k, v in ownership_tags("mirror").items()] if owned else []
     with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=repository)
+        ecr.create_repository(repositoryName=repository, tags=tags)
     extra = {"imageTag": tag} if tag else {}
     digest = "sha256:" + hashlib.sha256(body.encode()).hexdigest()  # moto would invent one
     answer = ecr.put_image(
@@ -233,3 +238,33 @@ def test_the_daemon_prunes_after_a_clean_pass_when_enabled(estate, ecr, hub, see
         estate[f"python 3.11 {child}"] for child in ("child in use", "other child")
     }
     assert "mirror_pruned_images_total 8.0" in daemon.metrics.render().decode()
+
+
+def test_prune_leaves_repositories_without_the_ownership_tags_alone(ecr, tmp_path, mirror):
+    """A repository under the prefix that mirror did not tag (another team's, named into
+    the prefix by hand) is never a candidate, however stale its images look."""
+    stray = put("mirror/docker-hub/library/busybox", manifest("stray"), "1", owned=False)
+    foreign = put("payments/api", manifest("payments"), "v42", owned=False)
+    config = prune_config(tmp_path, ecr)
+
+    run = mirror("prune", "--apply", config=config)
+
+    assert run.code == 0, run.err
+    assert stray in digests("mirror/docker-hub/library/busybox")
+    assert foreign in digests("payments/api")
+    assert "busybox" not in run.out and "payments" not in run.out
+
+
+def test_an_empty_prefix_with_prune_is_refused_unless_repositories_are_listed(ecr, tmp_path):
+    path = tmp_path / "open.yaml"
+    text = (
+        "version: 1\ntarget:\n  kind: ecr\n  region: us-east-1\n  repository_prefix: ''\n"
+        "prune: {keep_days: 0}\nimages:\n  - nginx:1.16\n"
+    )
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="every repository in the account"):
+        load_config(path)
+    path.write_text(
+        text.replace("{keep_days: 0}", "{keep_days: 0, repositories: [docker-hub/library/nginx]}")
+    )
+    assert load_config(path).model.prune is not None

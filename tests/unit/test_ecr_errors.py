@@ -51,5 +51,8 @@ def test_a_repository_created_meanwhile_by_another_run_is_reconciled(stubbed):
         }]},
         {"repositoryNames": [name]},
     )  # fmt: skip
+    arn = f"arn:aws:ecr:us-east-1:123456789012:repository/{name}"
+    owned = [{"Key": "managed-by", "Value": "mirror"}, {"Key": "mirror-prefix", "Value": "mirror"}]
+    stub.add_response("list_tags_for_resource", {"tags": owned}, {"resourceArn": arn})
     ecr.ensure_repository(name)
     ecr.ensure_repository(name)  # once per run: no second describe
