@@ -47,7 +47,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=["console", "json"],
         help="console (default) or json (default for the daemon: one object a line on stdout)",
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument(
+        "-v", "--verbose", action="count", default=0, help="debug logging, and a line per request"
+    )
+    common.add_argument(
+        "--log-wire",
+        action="store_true",
+        help="also the HTTP and AWS libraries' wire logs (bodies; secrets stay redacted)",
+    )
     parser = argparse.ArgumentParser(
         prog="mirror", description="Mirror upstream container images into a private registry."
     )
@@ -402,7 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     daemon = args.command == "daemon"
-    setup_logging(args.log_format or ("json" if daemon else "console"), args.verbose)
+    setup_logging(
+        args.log_format or ("json" if daemon else "console"), args.verbose, wire=args.log_wire
+    )
     if args.command == "health":
         return _health(args)
     try:

@@ -11,6 +11,7 @@ from typing import Any
 from mirror.config.model import EnvCredentials, SecretCredentials
 from mirror.errors import ConfigError
 from mirror.oci.auth import Credentials
+from mirror.secrets import remember, remember_credentials
 
 __all__ = ["resolve_credentials"]
 
@@ -22,7 +23,9 @@ def _from_env(spec: EnvCredentials, where: str) -> Credentials:
             f"{where}: environment variable(s) {', '.join(missing)} not set",
             hint="export them, or remove the credentials block for anonymous access",
         )
-    return Credentials(os.environ[spec.username_env], os.environ[spec.password_env])
+    username, password = os.environ[spec.username_env], os.environ[spec.password_env]
+    remember_credentials(username, password)
+    return Credentials(username, password)
 
 
 def _secret_value(arn: str) -> str:
@@ -42,7 +45,9 @@ def _secret_value(arn: str) -> str:
         ) from None
     except BotoCoreError as exc:
         raise ConfigError(f"cannot read secret {arn}: {type(exc).__name__}") from None
-    return str(response.get("SecretString") or "")
+    value = str(response.get("SecretString") or "")
+    remember(value)
+    return value
 
 
 def _from_secret(spec: SecretCredentials, where: str) -> Credentials:
@@ -54,6 +59,7 @@ def _from_secret(spec: SecretCredentials, where: str) -> Credentials:
         username = data.get("username")
         password = data.get("accessToken") or data.get("password")
         if isinstance(username, str) and isinstance(password, str) and username and password:
+            remember_credentials(username, password)
             return Credentials(username, password)
     raise ConfigError(
         f"{where}: secret {spec.secret_arn} is not JSON with username and accessToken",

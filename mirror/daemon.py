@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 
@@ -33,6 +32,7 @@ from mirror.buildspec import collect_pulls, render
 from mirror.config import Config, load_config
 from mirror.config.model import DaemonSettings
 from mirror.errors import ConfigError, MirrorError
+from mirror.health import HealthServer, Page, is_loopback
 from mirror.metrics import DaemonMetrics
 from mirror.prune import run_prune
 from mirror.publish import publish
@@ -80,13 +80,16 @@ class Daemon:
         since = self.state.last_success or self.state.started_at
         return time.time() - since <= allowed
 
-    def health(self) -> dict[str, Any]:
+    def health(self, *, detailed: bool = True) -> dict[str, Any]:
+        """The /healthz body; the text of a config error only for a loopback listener
+        (it may name buckets, parameters or files)."""
+        error = self.state.config_error
         return {
             "status": "ok" if self.healthy() else "unhealthy",
             "passes": self.state.passes,
             "last_success": self.state.last_success,
             "last_pass_failed": self.state.last_pass_failed,
-            "config_error": self.state.config_error,
+            "config_error": error if detailed or error is None else True,
             "stopping": self._stop.is_set(),
         }
 
@@ -212,7 +215,7 @@ class Daemon:
     def run(self) -> int:
         settings = self._config.model.daemon
         server = _health_server(self, settings.health_address, settings.health_port)
-        threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
+        server.start()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self._plan(settings)
@@ -232,7 +235,7 @@ class Daemon:
                 log.warning("daemon_abandoned_work", grace_seconds=self._grace())
                 logging_flush()
                 os._exit(0)  # in-flight uploads are cut; their tags were never written
-        server.shutdown()
+        server.stop()
         log.info("daemon_stopped")
         return 0
 
@@ -242,28 +245,15 @@ def logging_flush() -> None:
     sys.stderr.flush()
 
 
-def _health_server(daemon: Daemon, address: str, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_: Any) -> None:
-            pass
+def _health_server(daemon: Daemon, address: str, port: int) -> HealthServer:
+    def healthz() -> Page:
+        body = json.dumps(daemon.health(detailed=is_loopback(address))).encode()
+        return Page(200 if daemon.healthy() else 503, "application/json", body)
 
-        def do_GET(self) -> None:
-            if self.path == "/healthz":
-                body = json.dumps(daemon.health()).encode()
-                status, kind = (200 if daemon.healthy() else 503), "application/json"
-            elif self.path == "/metrics":
-                body, status, kind = daemon.metrics.render(), 200, "text/plain; version=0.0.4"
-            else:
-                body, status, kind = b"not found\n", 404, "text/plain"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def metrics() -> Page:
+        return Page(200, "text/plain; version=0.0.4", daemon.metrics.render())
 
-    server = ThreadingHTTPServer((address, port), Handler)
-    server.daemon_threads = True
-    return server
+    return HealthServer(address, port, {"/healthz": healthz, "/metrics": metrics})
 
 
 def check_health(port: int, timeout: float = 3.0) -> tuple[bool, str]:

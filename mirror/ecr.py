@@ -18,6 +18,7 @@ import structlog
 from mirror.config.model import KmsEncryption, RepositorySettings
 from mirror.errors import MirrorError
 from mirror.oci.auth import Credentials
+from mirror.secrets import remember, remember_credentials
 
 __all__ = [
     "AwsError",
@@ -136,7 +137,10 @@ class Ecr:
     def authorization(self) -> tuple[Credentials, float | None]:
         """Data-plane Basic credentials (`AWS` + a 12-hour token) and their expiry."""
         data = call_aws(self._client, "get_authorization_token")["authorizationData"][0]
-        user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        token = data["authorizationToken"]
+        user, _, password = base64.b64decode(token).decode().partition(":")
+        remember(token)  # itself the Basic header value of AWS:<password>
+        remember_credentials(user, password)
         expires = data.get("expiresAt")
         return Credentials(user, password), expires.timestamp() if expires else None
 

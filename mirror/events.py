@@ -25,9 +25,10 @@ import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from mirror.config.model import EventSink
-from mirror.errors import ConfigError
+from mirror.errors import ConfigError, safe_url
 from mirror.oci.reference import parse_reference
 from mirror.report import ImageResult
+from mirror.secrets import remember
 
 __all__ = ["EventPublisher", "TagMoved", "sign"]
 
@@ -93,7 +94,8 @@ class _Sender(Protocol):
 
 class _Webhook:
     def __init__(self, url: str, secret_env: str | None) -> None:
-        self.name = f"webhook {httpx.URL(url).copy_with(query=None, fragment=None)}"
+        self.name = f"webhook {safe_url(url)}"  # no user:password@, no query
+        remember(httpx.URL(url).password or None)
         self._url = url
         self._key: bytes | None = None
         if secret_env is not None:
@@ -103,6 +105,7 @@ class _Webhook:
                     f"events: webhook secret_env {secret_env} is not set",
                     hint="export it, or remove secret_env to send unsigned events",
                 )
+            remember(secret)
             self._key = secret.encode()
         self._client = httpx.Client(timeout=10.0)
 

@@ -14,24 +14,58 @@ from typing import Any, Literal
 
 import structlog
 
-__all__ = ["LogFormat", "redact", "setup_logging"]
+from mirror.secrets import REDACTED, mask
+
+__all__ = ["LogFormat", "redact", "scrub_text", "setup_logging"]
 
 LogFormat = Literal["console", "json"]
 
 _SECRET_KEY_RE = re.compile(r"authorization|password|passwd|secret|token|credential", re.I)
 _SECRET_VALUE_RE = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
-REDACTED = "[REDACTED]"
+# A URL in text: its userinfo and query (presigned URLs carry X-Amz-Signature, sig=) go.
+_URL_RE = re.compile(r"\b(https?://)(?:[^\s/?#@'\"<>]*@)?([^\s?#'\"<>]*)(\?[^\s#'\"<>]*)?", re.I)
+
+
+def _url(match: re.Match[str]) -> str:
+    return match.group(1) + match.group(2) + ("?" + REDACTED if match.group(3) else "")
+
+
+# A secret-named field in serialized text (a JSON body in a library's wire log, logged
+# before mirror has seen the value): `"SecretString": "..."`, quotes escaped or not.
+_SECRET_FIELD_RE = re.compile(
+    r"((?:SecretString|SecretBinary|authorizationToken|accessToken|access_token|token|"
+    r"password|secret)\\*[\"']?\s*[:=]\s*\\*[\"'])(.*?)(?=\\*[\"'])",
+    re.I,
+)
+
+
+_SECRET_PAIR_RE = re.compile(
+    r"\b((?:password|passwd|secret|token|access_token|signature|sig|"
+    r"X-Amz-Signature|X-Amz-Security-Token|X-Amz-Credential)=)([^\s&'\",;]+)",
+    re.I,
+)
+
+
+def scrub_text(text: str) -> str:
+    """Known secrets, secret-named fields, auth header values, and URLs' userinfo and query,
+    masked."""
+    text = _SECRET_FIELD_RE.sub(lambda m: m.group(1) + REDACTED, mask(text))
+    text = _SECRET_PAIR_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _SECRET_VALUE_RE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return _URL_RE.sub(_url, text)
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _SECRET_VALUE_RE.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+        return scrub_text(value)
     if isinstance(value, dict):
         return {
             k: REDACTED if _SECRET_KEY_RE.search(str(k)) else _scrub(v) for k, v in value.items()
         }
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
+    if isinstance(value, bytes):  # a library's raw body
+        return _scrub(str(value))
     return value
 
 
@@ -64,12 +98,22 @@ class _LateStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def setup_logging(fmt: LogFormat = "console", verbose: bool = False) -> None:
+# Libraries whose DEBUG output is wire traffic: request and response bodies (botocore
+# prints GetAuthorizationToken's token and GetSecretValue's SecretString there), or every
+# socket event (httpcore). Off unless --log-wire asks, and redacted even then.
+WIRE_LOGGERS = ("httpcore", "botocore", "boto3", "urllib3", "s3transfer")
+
+
+def setup_logging(fmt: LogFormat = "console", verbose: int = 0, *, wire: bool = False) -> None:
+    """`verbose`: 0 INFO, 1+ DEBUG for mirror and one INFO line per HTTP request (httpx);
+    `wire` adds the libraries' wire logs. Every line, mirror's or a library's, passes
+    through `redact`."""
     level = logging.DEBUG if verbose else logging.INFO
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,  # a traceback is text, so it is redacted too
         redact,
     ]
     if fmt == "json":
@@ -99,6 +143,7 @@ def setup_logging(fmt: LogFormat = "console", verbose: bool = False) -> None:
     logging.getLogger("mirror.images").setLevel(
         logging.CRITICAL if quiet_images else logging.NOTSET
     )
-    # httpx logs every request at INFO; keep that for -v only.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # httpx logs every request at INFO (URL query strings are redacted): for -v only.
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
+    for noisy in WIRE_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.DEBUG if wire else logging.WARNING)

@@ -1,7 +1,10 @@
 """Prometheus metrics for the daemon, built from each pass's report.
 
 A registry of its own (not the global default) so tests and repeated daemons in one
-process never share counters.
+process never share counters. Every label value comes from a closed set: registries
+from the config, credentials by position in their pool (never an account name), error
+codes from the codes mirror and the OCI spec define (anything else an upstream writes
+is counted as OTHER), so an upstream can neither name a series nor multiply them.
 """
 
 from __future__ import annotations
@@ -10,7 +13,32 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from mirror.report import Action, PassReport
 
-__all__ = ["DaemonMetrics"]
+__all__ = ["DaemonMetrics", "error_label"]
+
+# The OCI distribution spec's error codes, Docker Hub's quota code, and mirror's own.
+KNOWN_CODES = frozenset(
+    {
+        "BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID",
+        "MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID", "MANIFEST_UNKNOWN", "NAME_INVALID",
+        "NAME_UNKNOWN", "SIZE_INVALID", "UNAUTHORIZED", "DENIED", "UNSUPPORTED",
+        "TOOMANYREQUESTS", "TOOMANYREQUESTS_PLAIN", "NOT_FOUND",
+        "CONFIG", "BAD_REFERENCE", "DIGEST_MISMATCH", "INVALID_UPSTREAM_DATA",
+        "DEADLINE_EXCEEDED", "INVALID_TARGET_NAME", "NOTHING_SELECTED", "UNSUPPORTED_MANIFEST",
+        "IMMUTABLE_TAG", "NOT_FOUND_OR_DENIED", "TOKEN_REALM_UNAVAILABLE", "TARGET_UNAVAILABLE",
+        "UPSTREAM_UNAVAILABLE", "SIGNATURE_MISSING", "NETWORK", "INTERNAL", "QUOTA_DEFERRED",
+        "STOPPING", "LIMIT_EXCEEDED",
+    }
+)  # fmt: skip
+
+
+def error_label(code: str) -> str:
+    if code in KNOWN_CODES:
+        return code
+    return "HTTP_5XX" if code.startswith("HTTP_5") else "OTHER"
+
+
+def credential_label(position: int, credential: str) -> str:
+    return "anonymous" if credential == "anonymous" else f"credential-{position}"
 
 
 class DaemonMetrics:
@@ -68,12 +96,12 @@ class DaemonMetrics:
         self.bytes.inc(sum(r.bytes for r in report.images))
         for result in report.images:
             if result.action is Action.FAILED and result.error is not None:
-                self.failures.labels(result.error.code).inc()
+                self.failures.labels(error_label(result.error.code)).inc()
         for usage in report.registries:
             if usage.waited_seconds:
                 self.waited.labels(usage.registry).inc(usage.waited_seconds)
-            for credential in usage.credentials:
-                labels = (usage.registry, credential.credential)
+            for position, credential in enumerate(usage.credentials):
+                labels = (usage.registry, credential_label(position, credential.credential))
                 self.pulls.labels(*labels).inc(credential.pulls)
                 if credential.remaining is not None:
                     self.remaining.labels(*labels).set(credential.remaining)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import httpx
 
 from mirror.errors import MirrorError, printable, safe_url
+from mirror.secrets import mask
 
 __all__ = ["Action", "ErrorInfo", "ImageResult", "PassReport", "write_report"]
 
@@ -36,14 +37,14 @@ class ErrorInfo:
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
         if isinstance(exc, MirrorError):
-            return cls(exc.code, printable(exc.message), printable(exc.hint))
+            return cls(exc.code, mask(printable(exc.message)), printable(exc.hint))
         if isinstance(exc, httpx.HTTPError):
             where = ""
             with contextlib.suppress(RuntimeError):  # an error raised before any request
                 where = f" ({exc.request.method} {safe_url(exc.request.url)})"
             return cls(
                 "NETWORK",
-                printable(f"{type(exc).__name__}: {exc}{where}"),
+                mask(printable(f"{type(exc).__name__}: {exc}{where}")),
                 "check that the registry is reachable",
             )
         return cls("INTERNAL", printable(f"{type(exc).__name__}: {exc}"), "this is a bug in mirror")
@@ -159,6 +160,5 @@ def write_report(report: Reportable, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".report-", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
-        json.dump(report.to_json(), handle, indent=2)
-        handle.write("\n")
+        handle.write(mask(json.dumps(report.to_json(), indent=2)) + "\n")
     os.replace(tmp, path)

@@ -271,7 +271,9 @@ class DaemonSettings(Section):
     every: str | None = None  # 30s, 10m, 6h
     at: list[str] | None = None  # daily times, UTC: ["02:00", "14:00"]
     health_port: int = Field(default=8080, ge=1, le=65535)
-    health_address: str = "0.0.0.0"
+    # The ECS health check runs inside the container: loopback is enough. Set "0.0.0.0"
+    # only for a scraper that reads /metrics from outside.
+    health_address: str = "127.0.0.1"
     grace_seconds: float = Field(default=25, ge=0, le=120)
     unhealthy_after: int = Field(default=3, ge=1)  # scheduled intervals without a success
     publish_buildspec: PublishSettings | None = None

@@ -37,6 +37,7 @@ from mirror.errors import (
 from mirror.oci.limits import TOKEN_BODY_BYTES, read_bounded, read_error_body, request_timeout
 from mirror.oci.origin import Origin, origin_of, same_origin
 from mirror.oci.types import parse_json_object
+from mirror.secrets import remember
 
 __all__ = [
     "Challenge",
@@ -308,6 +309,7 @@ class RegistryAuth(httpx.Auth):
                 code="UNAUTHORIZED",
                 hint="the token realm's answer has neither token nor access_token",
             )
+        remember(value)
         expires_in = body.get("expires_in")
         lifetime = (
             min(float(expires_in), _MAX_TOKEN_SECONDS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -187,4 +188,63 @@ def test_the_daemon_checks_an_image_with_a_short_refresh_more_often_than_the_res
     others = [r for r in hub.counters.requests if "/alpine/" in r[1] or "/redis/" in r[1]]
     assert others == []  # due in 1h: not checked, and redis's tags not even listed
     assert daemon.health()["passes"] >= 2
+    assert daemon.stop() == 0
+
+
+def test_idle_connections_and_a_slow_loris_neither_stop_health_nor_passes(
+    hub, target, seeder, write_config, daemon_for
+):
+    first = seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
+    port = free_port()
+    daemon = daemon_for(daemon_config(write_config, target, hub, "- nginx:1.16", port), port)
+    wait_for(lambda: daemon.health()["passes"] >= 1)
+    idle = []
+    for _ in range(300):
+        sock = socket.create_connection(("127.0.0.1", port))  # connects, says nothing
+        idle.append(sock)
+    loris = socket.create_connection(("127.0.0.1", port))
+    loris.sendall(b"GET /healthz HTTP/1.1\r\n")
+    try:
+        for _ in range(4):  # a header byte every half second, never finishing
+            started = time.monotonic()
+            checked = subprocess.run(
+                [sys.executable, "-m", "mirror.cli", "health", "--port", str(port)],
+                cwd=ROOT, capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert checked.returncode == 0, checked.stdout
+            assert time.monotonic() - started < 2 + 1.5  # python start-up included
+            loris.sendall(b"X")
+            time.sleep(0.5)
+        moved = seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
+        wait_for(lambda: skopeo.raw_digest(target.host, f"{HUB_PREFIX}/nginx:1.16") == moved)
+        assert first != moved
+        for sock in [*idle[:20], loris]:  # the server let go of them: no request in 5 s
+            sock.settimeout(10)
+            assert sock.recv(1) == b""
+    finally:
+        for sock in [*idle, loris]:
+            sock.close()
+    assert daemon.stop() == 0
+
+
+def test_metrics_labels_name_no_account_and_no_upstream_text(
+    hub, target, seeder, write_config, daemon_for, monkeypatch
+):
+    hub.accounts["ci-bot"] = "dckr_pat_1"
+    monkeypatch.setenv("HUB_USER", "ci-bot")
+    monkeypatch.setenv("HUB_TOKEN", "dckr_pat_1")
+    seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
+    port = free_port()
+    credentials = "    credentials: {username_env: HUB_USER, password_env: HUB_TOKEN}\n"
+    config = daemon_config(write_config, target, hub, "- nginx:1.16\n- nosuch:1", port)
+    text = config.read_text().replace(f"    url: {hub.url}\n", f"    url: {hub.url}\n{credentials}")
+    config.write_text(text)
+    daemon = daemon_for(config, port)
+
+    wait_for(lambda: daemon.health()["passes"] >= 1)
+
+    metrics = daemon.metrics()
+    assert "ci-bot" not in metrics
+    assert 'credential="credential-0"' in metrics
+    assert 'mirror_image_failures_total{code="MANIFEST_UNKNOWN"}' in metrics
     assert daemon.stop() == 0

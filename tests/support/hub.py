@@ -65,6 +65,7 @@ class HubCounters:
     rejected_429: int = 0
     cdn_auth_rejections: int = 0
     compressed_blobs: int = 0
+    cdn_signatures: list[str] = field(default_factory=list)  # presigned URLs' secrets
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, query
 
 
@@ -343,7 +344,9 @@ class _FrontHandler(_Handler):
     def blob(self, match: re.Match[str], _source: str, _query: Any) -> None:
         with self.hub._lock:
             self.hub.counters.blob_redirects += 1
-        signature = secrets.token_hex(8)
+        signature = secrets.token_hex(16)
+        with self.hub._lock:
+            self.hub.counters.cdn_signatures.append(signature)
         location = (
             f"{self.hub.cdn_url}/cdn/{quote(match['name'])}/{match['digest']}"
             f"?expires={int(time.time()) + 600}&signature={signature}"

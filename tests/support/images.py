@@ -171,8 +171,8 @@ class Index:
 class Seeder:
     """Pushes blobs and manifests to an unauthenticated registry (the test upstream)."""
 
-    def __init__(self, url: str) -> None:
-        self._http = httpx.Client(base_url=url, timeout=60)
+    def __init__(self, url: str, auth: tuple[str, str] | None = None) -> None:
+        self._http = httpx.Client(base_url=url, timeout=60, auth=auth)
 
     def close(self) -> None:
         self._http.close()

@@ -3,9 +3,11 @@
 import json
 import logging
 
+import pytest
 import structlog
 
-from mirror.log import setup_logging
+from mirror.log import scrub_text, setup_logging
+from mirror.secrets import remember
 
 
 def test_secret_keys_and_auth_headers_are_redacted(capsys):
@@ -23,3 +25,34 @@ def test_secret_keys_and_auth_headers_are_redacted(capsys):
         assert secret not in text
     assert lines[0]["headers"]["Accept"] == "x"
     assert lines[0]["detail"] == "sent Basic [REDACTED] to the realm"
+
+
+def test_a_remembered_secret_is_masked_anywhere_even_in_a_library_line(capsys):
+    remember("s3cr3t-value-from-secrets-manager")
+    setup_logging("json")
+    logging.getLogger("botocore.parsers").warning(
+        'Response body: b\'{"x": "prefix s3cr3t-value-from-secrets-manager suffix"}\''
+    )
+    assert "s3cr3t-value" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("text", "leak"),
+    [
+        ('{"SecretString":"{\\"accessToken\\": \\"tok-123\\"}"}', "tok-123"),
+        ('{"authorizationToken":"QVdTOmFiYw=="}', "QVdTOmFiYw=="),
+        ("GET https://cdn.test/blob?X-Amz-Signature=abcd&X-Amz-Security-Token=efgh", "abcd"),
+        ("GET https://cdn.test/blob?X-Amz-Signature=abcd&X-Amz-Security-Token=efgh", "efgh"),
+        ("POST https://user:hunter2@hooks.test/events", "hunter2"),
+        ("form body grant_type=password&password=hunter2", "hunter2"),
+    ],
+)
+def test_secret_fields_urls_and_pairs_in_text_are_masked(text, leak):
+    assert leak not in scrub_text(text)
+
+
+def test_urls_keep_their_host_and_path_for_the_reader():
+    assert (
+        scrub_text("GET https://cdn.test/a/b?sig=x done")
+        == "GET https://cdn.test/a/b?[REDACTED] done"
+    )
