@@ -29,7 +29,7 @@ import httpx
 from tests.support.images import ACCEPT, digest_of
 from tests.support.registry import free_port
 
-__all__ = ["HostileFront", "Recorder", "gzip_bomb"]
+__all__ = ["BackgroundServer", "Handler", "HostileFront", "Recorder", "Served", "gzip_bomb"]
 
 _MANIFEST_RE = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
 _TAGS_RE = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
@@ -58,7 +58,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
-class _Running:
+class BackgroundServer:
     """A server on 127.0.0.1 that runs for the duration of a `with` block."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
@@ -75,7 +75,7 @@ class _Running:
         self._server.server_close()
 
 
-class _Base(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def setup(self) -> None:
@@ -108,7 +108,7 @@ class _Base(BaseHTTPRequestHandler):
             self.close_connection = True  # the client gave up on a drip: as it should
 
 
-class Recorder(_Running):
+class Recorder(BackgroundServer):
     """An attacker's other host: answers `answer` to everything, records what it got."""
 
     def __init__(self, answer: Served | None = None) -> None:
@@ -116,7 +116,7 @@ class Recorder(_Running):
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         recorder = self
 
-        class Handler(_Base):
+        class Recording(Handler):
             def do_GET(self) -> None:
                 recorder.requests.append((self.command, self.path, dict(self.headers)))
                 self.reply(recorder.answer)
@@ -125,10 +125,10 @@ class Recorder(_Running):
             do_POST = do_GET
             do_PUT = do_GET
 
-        super().__init__(Handler)
+        super().__init__(Recording)
 
 
-class HostileFront(_Running):
+class HostileFront(BackgroundServer):
     """`with HostileFront(backend_url) as front:`; point a registry's `url` at front.url.
 
     Keys are `name:reference` for manifests and `name` for tag lists."""
@@ -149,7 +149,7 @@ class HostileFront(_Running):
         self.calls: list[tuple[str, str]] = []  # (method, path) of each
         front = self
 
-        class Handler(_Base):
+        class Fronting(Handler):
             def do_GET(self) -> None:
                 front.paths.append(self.path)
                 front.calls.append((self.command, self.path))
@@ -157,7 +157,7 @@ class HostileFront(_Running):
 
             do_HEAD = do_GET
 
-        super().__init__(Handler)
+        super().__init__(Fronting)
 
     def __exit__(self, *_: object) -> None:
         super().__exit__()
@@ -173,13 +173,13 @@ class HostileFront(_Running):
         self.manifests[key] = self.manifests[f"{name}:{digest}"] = served
         return digest
 
-    def _authorized(self, handler: _Base) -> bool:
+    def _authorized(self, handler: Handler) -> bool:
         if self.basic is None:
             return True
         expected = "Basic " + base64.b64encode(":".join(self.basic).encode()).decode()
         return handler.headers.get("Authorization") == expected
 
-    def route(self, handler: _Base) -> None:
+    def route(self, handler: Handler) -> None:
         parsed = urlparse(handler.path)
         if not self._authorized(handler):
             return handler.reply(
@@ -195,7 +195,7 @@ class HostileFront(_Running):
             return self._manifest(handler, f"{manifest['name']}:{manifest['ref']}", parsed.path)
         return self._proxy(handler, handler.path)
 
-    def _send(self, handler: _Base, key: str, served: Served) -> None:
+    def _send(self, handler: Handler, key: str, served: Served) -> None:
         if key.partition(":")[0] not in self.drip or handler.command == "HEAD":
             return handler.reply(served)
         handler.start(served)
@@ -204,7 +204,7 @@ class HostileFront(_Running):
             handler.wfile.flush()
             time.sleep(self.drip_seconds)
 
-    def _tags(self, handler: _Base, name: str, query: dict[str, list[str]]) -> None:
+    def _tags(self, handler: Handler, name: str, query: dict[str, list[str]]) -> None:
         headers = {"Content-Type": "application/json"}
         if name in self.endless:
             page = int(query.get("page", ["0"])[0])
@@ -219,7 +219,7 @@ class HostileFront(_Running):
         body = json.dumps({"name": name, "tags": listed + self.extra_tags.get(name, [])})
         self._send(handler, name, Served(body.encode(), headers))
 
-    def _manifest(self, handler: _Base, key: str, path: str) -> None:
+    def _manifest(self, handler: Handler, key: str, path: str) -> None:
         name = key.partition(":")[0]
         if handler.command == "GET" and name in self.get_errors:
             return handler.reply(self.get_errors[name])
@@ -239,7 +239,7 @@ class HostileFront(_Running):
             served = Served(b"", {**served.headers, "Docker-Content-Digest": self.head_digest[key]})
         return self._send(handler, key, served)
 
-    def _proxy(self, handler: _Base, path: str) -> None:
+    def _proxy(self, handler: Handler, path: str) -> None:
         with self.backend.stream(handler.command, path) as backend:
             body = backend.read()
             kept = ("content-type", "docker-content-digest", "location")

@@ -17,16 +17,14 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 
+from tests.support.hostile import BackgroundServer, Handler, Served
 from tests.support.images import ACCEPT
-from tests.support.registry import free_port
 
 __all__ = ["K8sRegistry"]
 
@@ -35,51 +33,31 @@ _BLOB_RE = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>sha256:[a-f0-9]{64})$
 _TAGS_RE = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-    @property
-    def k8s(self) -> K8sRegistry:
-        return self.server.k8s  # type: ignore[attr-defined, no-any-return]
-
-    def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        merged = {"Content-Length": str(len(body)), **(headers or {})}
-        for key, value in merged.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-
-class _FrontHandler(_Handler):
+class _FrontHandler(Handler):
     """registry.k8s.io: /v2/ answered here, everything else redirected."""
+
+    k8s: K8sRegistry
 
     def do_GET(self) -> None:
         self.k8s.record("front", self)
         path = urlparse(self.path)
         if path.path == "/v2/":
-            return self.reply(200, b"{}", {"Content-Type": "application/json"})
+            return self.reply(Served(b"{}", {"Content-Type": "application/json"}))
         if not path.path.startswith("/v2/"):
-            return self.reply(404)
+            return self.reply(Served(b"", status=404))
         rest = path.path.removeprefix("/v2/")
         location = f"{self.k8s.backend_url}{PREFIX}{rest}" + (
             f"?{path.query}" if path.query else ""
         )
-        return self.reply(307, b"", {"Location": location})
+        return self.reply(Served(b"", {"Location": location}, 307))
 
     do_HEAD = do_GET
 
 
-class _BackendHandler(_Handler):
+class _BackendHandler(Handler):
     """Artifact Registry: anonymous, or with its own token realm; blobs go to storage."""
+
+    k8s: K8sRegistry
 
     def do_GET(self) -> None:
         self.k8s.record("backend", self)
@@ -87,34 +65,28 @@ class _BackendHandler(_Handler):
         if path.path == "/token":
             token = secrets.token_hex(8)
             self.k8s.tokens.add(token)
-            return self.reply(200, json.dumps({"token": token}).encode())
+            return self.reply(Served(json.dumps({"token": token}).encode()))
         if path.path.startswith("/storage/"):
             return self._storage(path.path.removeprefix("/storage/"))
         if not path.path.startswith(PREFIX):
-            return self.reply(404)
+            return self.reply(Served(b"", status=404))
         if self.k8s.challenge and not self._authorized():
             scope = "repository:k8s-artifacts-prod/images:pull"
             realm = f'Bearer realm="{self.k8s.backend_url}/token",service="artifactregistry"'
-            return self.reply(401, b"{}", {"WWW-Authenticate": f'{realm},scope="{scope}"'})
+            challenge = {"WWW-Authenticate": f'{realm},scope="{scope}"'}
+            return self.reply(Served(b"{}", challenge, 401))
         inner = "/v2/" + path.path.removeprefix(PREFIX)
         blob = _BLOB_RE.match(inner)
         if blob:
             location = f"{self.k8s.backend_url}/storage/{blob['name']}@{blob['digest']}"
-            return self.reply(302, b"", {"Location": location})
+            return self.reply(Served(b"", {"Location": location}, 302))
         tags = _TAGS_RE.match(inner)
         if tags:
             return self._tags(tags["name"], parse_qs(path.query))
         backend = self.k8s.registry.request(self.command, inner, headers={"Accept": ACCEPT})
         kept = ("content-type", "docker-content-digest", "content-length")
         headers = {k: v for k, v in backend.headers.items() if k.lower() in kept}
-        self.send_response(backend.status_code)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        if "content-length" not in {k.lower() for k in headers}:
-            self.send_header("Content-Length", str(len(backend.content)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(backend.content)
+        return self.reply(Served(backend.content, headers, backend.status_code))
 
     do_HEAD = do_GET
 
@@ -130,13 +102,13 @@ class _BackendHandler(_Handler):
         headers = {"Content-Type": "application/json"}
         if start + 2 < len(listed):
             headers["Link"] = f'<{PREFIX}{name}/tags/list?last={page[-1]}>; rel="next"'
-        self.reply(200, json.dumps({"name": name, "tags": page}).encode(), headers)
+        self.reply(Served(json.dumps({"name": name, "tags": page}).encode(), headers))
 
     def _storage(self, where: str) -> None:
         name, _, digest = where.partition("@")
         with self.k8s.registry.stream("GET", f"/v2/{name}/blobs/{digest}") as blob:
             body = blob.read()
-        self.reply(blob.status_code, body, {"Content-Type": "application/octet-stream"})
+        self.reply(Served(body, {"Content-Type": "application/octet-stream"}, blob.status_code))
 
 
 class K8sRegistry:
@@ -148,29 +120,20 @@ class K8sRegistry:
         self.tokens: set[str] = set()
         self.requests: list[tuple[str, str, str, dict[str, str]]] = []  # who, method, path
         self._lock = threading.Lock()
-        self._servers = []
-        for name, handler in (("url", _FrontHandler), ("backend_url", _BackendHandler)):
-            port = free_port()
-            setattr(self, name, f"http://127.0.0.1:{port}")
-            server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-            server.daemon_threads = True
-            server.k8s = self  # type: ignore[attr-defined]
-            self._servers.append(server)
-
-    url: str
-    backend_url: str
+        self._front = BackgroundServer(type("Front", (_FrontHandler,), {"k8s": self}))
+        self._backend = BackgroundServer(type("Backend", (_BackendHandler,), {"k8s": self}))
+        self.url, self.backend_url = self._front.url, self._backend.url
 
     def record(self, who: str, handler: BaseHTTPRequestHandler) -> None:
         with self._lock:
             self.requests.append((who, handler.command, handler.path, dict(handler.headers)))
 
     def __enter__(self) -> K8sRegistry:
-        for server in self._servers:
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._front.__enter__()
+        self._backend.__enter__()
         return self
 
     def __exit__(self, *_: object) -> None:
-        for server in self._servers:
-            server.shutdown()
-            server.server_close()
+        self._front.__exit__()
+        self._backend.__exit__()
         self.registry.close()
