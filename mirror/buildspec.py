@@ -22,10 +22,11 @@ from ruamel.yaml import YAML
 
 from mirror.config import Config
 from mirror.dockerfile import BaseImage
+from mirror.ecr import ecr_host
 from mirror.errors import MirrorError, printable
 from mirror.oci.grammar import is_digest, is_repository, is_tag
 from mirror.oci.reference import DEFAULT_REGISTRY, Reference, parse_reference
-from mirror.shell import Var, Word, defaulted, export_default, join
+from mirror.shell import Var, Word, join, require_host, require_region, word
 from mirror.sync import pull_through_cached, resolve_jobs
 from mirror.wiring import Clients
 
@@ -123,9 +124,18 @@ def only_used(pulls: list[Pull], used: list[BaseImage]) -> tuple[list[Pull], lis
     return kept, warnings
 
 
-def _ecr_region(config: Config) -> str | None:
-    target = config.model.target
-    return target.region if target.kind == "ecr" else None
+def _is_ecr(config: Config) -> bool:
+    return config.model.target.kind == "ecr"
+
+
+def replica_registries(config: Config, primary: str) -> dict[str, str]:
+    """Region -> registry host of each replica of the mirror (`target.replicate_to`)."""
+    if not _is_ecr(config) or not config.model.target.replicate_to:
+        return {}
+    account = primary.split(".", 1)[0]
+    return {
+        d.region: ecr_host(d.account or account, d.region) for d in config.model.target.replicate_to
+    }
 
 
 _REGISTRY = Var("MIRROR_REGISTRY")
@@ -136,30 +146,57 @@ def _mirror_ref(pull: Pull) -> Word:
     return (_REGISTRY, f"/{pull.path}")
 
 
-def _login(config: Config) -> tuple[str, str] | None:
-    """ECR's login as (password command, docker login reading it on stdin), in the build's
-    Region unless the include names one; None for other targets."""
-    region = _ecr_region(config)
-    if region is None:
-        return None
-    password = join(["aws", "ecr", "get-login-password", "--region"])
-    login = join(["docker", "login", "--username", "AWS", "--password-stdin", _REGISTRY])
-    return f"{password} {defaulted('AWS_REGION', region)}", login
+def _prelude(config: Config, registry: str, replicas: dict[str, str]) -> list[str]:
+    """Shell lines both formats start with: which registry to pull from (the replica in
+    the build's own AWS_REGION when there is one, else the primary; MIRROR_REGISTRY
+    overrides both), a login that always asks for the Region of the host it logs in to,
+    and the fallback to the primary for a digest a replica lacks (replication lags)."""
+    lines = [f"mirror_primary={word(require_host(registry))}"]
+    arms = " ".join(
+        f"{require_region(r)}) mirror_default={word(require_host(h))} ;;"
+        for r, h in sorted(replicas.items())
+    )
+    if arms:
+        lines.append(
+            f'case "${{AWS_REGION:-}}" in {arms} *) mirror_default="$mirror_primary" ;; esac'
+        )
+    else:
+        lines.append('mirror_default="$mirror_primary"')
+    lines.append('export MIRROR_REGISTRY="${MIRROR_REGISTRY:-$mirror_default}"')
+    if _is_ecr(config):
+        password = join(["aws", "ecr", "get-login-password", "--region"])
+        login = join(["docker", "login", "--username", "AWS", "--password-stdin"])
+        lines.append(
+            "mirror_login() { mirror_password=$("
+            f'{password} "$(printf \'%s\' "$1" | cut -d. -f4)") && '
+            f'printf \'%s\\n\' "$mirror_password" | {login} "$1"; }}'
+        )
+        lines.append('mirror_login "$MIRROR_REGISTRY"')
+    else:
+        lines.append("mirror_login() { :; }")
+    lines.append(
+        'mirror_fallback() { [ "$MIRROR_REGISTRY" != "$mirror_primary" ] || return 1; '
+        'echo "mirror: $MIRROR_REGISTRY lacks $1 (replication lags); pulling it from '
+        '$mirror_primary" >&2; mirror_login "$mirror_primary" && '
+        'docker pull --quiet "$mirror_primary/$1" && '
+        'docker tag "$mirror_primary/$1" "$MIRROR_REGISTRY/$1"; }'
+    )
+    return lines
 
 
-def render_commands(config: Config, registry: str, pulls: list[Pull]) -> list[str]:
+def render_commands(
+    config: Config, registry: str, pulls: list[Pull], replicas: dict[str, str] | None = None
+) -> list[str]:
     """Buildspec `pre_build` commands, POSIX sh (buildspec 0.2 runs them in one shell); a
     failed pull after retries fails the build. Every word is built by mirror.shell."""
-    commands = [BEGIN_MARK, export_default("MIRROR_REGISTRY", registry)]
-    login = _login(config)
-    if login is not None:
-        commands.append(" | ".join(login))
+    commands = [BEGIN_MARK, *_prelude(config, registry, replicas or {})]
     attempts = " ".join(str(i) for i in range(1, PULL_ATTEMPTS + 1))
     for pull in pulls:
         ref = _mirror_ref(pull)
         failed = join(["echo", "mirror: could not pull", ref])
         commands.append(
             f"for attempt in {attempts}; do {join(['docker', 'pull', '--quiet', ref])} && break; "
+            f"{join(['mirror_fallback', pull.path])} && break; "
             f'[ "$attempt" = {PULL_ATTEMPTS} ] && {{ {failed} >&2; exit 1; }}; '
             "sleep $((attempt * 5)); done"
         )
@@ -168,11 +205,11 @@ def render_commands(config: Config, registry: str, pulls: list[Pull]) -> list[st
     return commands
 
 
-def render_fragment(config: Config, registry: str, pulls: list[Pull]) -> str:
-    document: dict[str, Any] = {
-        "version": 0.2,
-        "phases": {"pre_build": {"commands": render_commands(config, registry, pulls)}},
-    }
+def render_fragment(
+    config: Config, registry: str, pulls: list[Pull], replicas: dict[str, str] | None = None
+) -> str:
+    commands = render_commands(config, registry, pulls, replicas)
+    document: dict[str, Any] = {"version": 0.2, "phases": {"pre_build": {"commands": commands}}}
     out = io.StringIO()
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
@@ -194,14 +231,15 @@ _SCRIPT = """\
 # bash. Override with AWS_REGION, MIRROR_REGISTRY and MIRROR_PULL_PARALLEL.
 set -eu
 
-{registry}
+{prelude}
 PARALLEL="${{MIRROR_PULL_PARALLEL:-4}}"
-{login}
+
 pull_and_tag() {{
+  path="$1"
   ref="$MIRROR_REGISTRY/$1"
   shift
   for attempt in {attempts}; do
-    if docker pull --quiet "$ref" >/dev/null; then
+    if docker pull --quiet "$ref" >/dev/null || mirror_fallback "$path"; then
       for name in "$@"; do
         docker tag "$ref" "$name"
       done
@@ -239,16 +277,12 @@ echo "mirror: {count} base images ready"
 """
 
 
-def render_script(config: Config, registry: str, pulls: list[Pull]) -> str:
-    login = _login(config)
-    # No pipefail in POSIX sh: the password is fetched on its own, so `set -e` sees a failure.
-    login_lines = (
-        f"password=$({login[0]})\nprintf '%s\\n' \"$password\" | {login[1]}\n" if login else ""
-    )
+def render_script(
+    config: Config, registry: str, pulls: list[Pull], replicas: dict[str, str] | None = None
+) -> str:
     return _SCRIPT.format(
         config=printable(config.source.rsplit("/", 1)[-1], limit=200),
-        registry=export_default("MIRROR_REGISTRY", registry),
-        login=login_lines,
+        prelude="\n".join(_prelude(config, registry, replicas or {})),
         attempts=" ".join(str(i) for i in range(1, PULL_ATTEMPTS + 1)),
         last=PULL_ATTEMPTS,
         images="\n".join(join(["mirror_pull", p.path, *p.names]) for p in pulls),
@@ -256,13 +290,19 @@ def render_script(config: Config, registry: str, pulls: list[Pull]) -> str:
     )
 
 
-def render(fmt: str, config: Config, registry: str, pulls: list[Pull]) -> str:
+def render(
+    fmt: str,
+    config: Config,
+    registry: str,
+    pulls: list[Pull],
+    replicas: dict[str, str] | None = None,
+) -> str:
     """The include in one of the formats `--format` names."""
     if fmt == "script":
-        return render_script(config, registry, pulls)
+        return render_script(config, registry, pulls, replicas)
     if fmt == "build-context":
         return render_build_context(registry, pulls)
-    return render_fragment(config, registry, pulls)
+    return render_fragment(config, registry, pulls, replicas)
 
 
 def render_build_context(registry: str, pulls: list[Pull]) -> str:

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mirror import __version__
-from mirror.buildspec import collect_pulls, only_used, render, render_commands
+from mirror.buildspec import (
+    collect_pulls,
+    only_used,
+    render,
+    render_commands,
+    replica_registries,
+)
 from mirror.config import Config, load_config, resolve_config_source
 from mirror.config.model import DaemonSettings
 from mirror.config.source import is_remote
@@ -21,7 +27,7 @@ from mirror.daemon import Daemon, check_health
 from mirror.dockerfile import base_images
 from mirror.durations import parse_duration
 from mirror.errors import ConfigError, MirrorError, printable
-from mirror.iam import needs_account, policy_document
+from mirror.iam import consumer_policy, destination_policies, needs_account, policy_document
 from mirror.lock import build_lock, pulls_from_lock, read_lock
 from mirror.log import setup_logging
 from mirror.naming import target_reference
@@ -140,6 +146,16 @@ def _parser() -> argparse.ArgumentParser:
         help="print the least-privilege IAM policy (JSON) this config needs",
     )
     iam.add_argument(
+        "--consumer",
+        action="store_true",
+        help="instead, what a build role in a member account needs to pull the mirror",
+    )
+    iam.add_argument(
+        "--destination",
+        action="store_true",
+        help="instead, the registry policy each cross-account replica's account applies",
+    )
+    iam.add_argument(
         "--account",
         metavar="ID",
         help="the target's AWS account, when target.registry does not say it "
@@ -235,6 +251,8 @@ def _summary(report: PassReport) -> str:
         f"{counts['bytes'] / 2**20:.1f} MiB copied, "
         f"{counts['upstream_manifest_gets']} upstream manifest GETs, {report.seconds:.1f}s"
     )
+    for error in report.errors:
+        text += f"\n  {error.code}: {error.message}" + (f" ({error.hint})" if error.hint else "")
     for entry, dropped in report.dropped_tags.items():
         text += f"\n  {entry}: {dropped} upstream tags outside the OCI grammar dropped"
     for usage in report.registries:
@@ -257,6 +275,7 @@ def _buildspec(config: Config, args: argparse.Namespace) -> int:
         lock = read_lock(args.lock)
         pulls, warnings = pulls_from_lock(lock)
         registry = str(lock["registry"])
+        replicas = dict(lock.get("replicas") or {})
     else:
         clients = Clients(config)
         try:
@@ -264,15 +283,16 @@ def _buildspec(config: Config, args: argparse.Namespace) -> int:
         finally:
             clients.close()
         registry = clients.target_registry
+        replicas = replica_registries(config, registry)
     if args.dockerfile:
         pulls, unused = only_used(pulls, base_images(args.dockerfile))
         warnings += unused
     for warning in warnings:
         print(f"mirror: warning: {warning}", file=sys.stderr)
     if args.merge:
-        text = merge_commands(args.merge, render_commands(config, registry, pulls))
+        text = merge_commands(args.merge, render_commands(config, registry, pulls, replicas))
     else:
-        text = render(args.format, config, registry, pulls)
+        text = render(args.format, config, registry, pulls, replicas)
     destination = args.output or (str(args.merge) if args.merge else None)
     where = publish(text, destination)
     if where != "stdout":
@@ -301,6 +321,12 @@ def _iam_policy(config: Config, args: argparse.Namespace) -> int:
     account = args.account
     if account is None and needs_account(config):
         account = caller_account()
+    if args.consumer:
+        print(json.dumps(consumer_policy(config, account), indent=2))
+        return EXIT_OK
+    if args.destination:
+        print(json.dumps(destination_policies(config, account), indent=2))
+        return EXIT_OK
     warnings: list[str] = []
     document = policy_document(config, account, warnings)
     for warning in warnings:

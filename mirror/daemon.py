@@ -28,7 +28,7 @@ import httpx
 import schedule
 import structlog
 
-from mirror.buildspec import collect_pulls, render
+from mirror.buildspec import collect_pulls, render, replica_registries
 from mirror.config import Config, load_config
 from mirror.config.model import DaemonSettings
 from mirror.errors import ConfigError, MirrorError
@@ -172,7 +172,9 @@ class Daemon:
             pulls, warnings = collect_pulls(config, clients)
             for warning in warnings:
                 log.warning("buildspec_left_out", detail=warning)
-            text = render(publishing.format, config, clients.target_registry, pulls)
+            registry = clients.target_registry
+            replicas = replica_registries(config, registry)
+            text = render(publishing.format, config, registry, pulls, replicas)
             where = publish(text, publishing.output)
             log.info("buildspec_published", destination=where, images=len(pulls))
 

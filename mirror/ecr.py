@@ -15,8 +15,10 @@ from typing import Any
 
 import structlog
 
+from mirror.access import merge_policy
 from mirror.config.model import KmsEncryption, RepositorySettings
 from mirror.errors import MirrorError
+from mirror.lifecycle import MIRROR_DEFAULTS
 from mirror.oci.auth import Credentials
 from mirror.secrets import remember, remember_credentials
 
@@ -198,6 +200,8 @@ class Ecr:
                 repositoryName=name,
                 lifecyclePolicyText=json.dumps(self._lifecycle),
             )
+        if settings.pull_access is not None:
+            self._set_policy(name, merge_policy(None, settings.pull_access))
         log.info("repository_created", repository=name)
 
     def _reconcile(self, name: str, repository: dict[str, Any]) -> None:
@@ -231,7 +235,7 @@ class Ecr:
                 lifecyclePolicyText=json.dumps(self._lifecycle),
             )
             changed.append("lifecycle_policy")
-        if self._retired is not None and self._lifecycle_of(name) == self._retired:
+        if self._retired is not None and self._lifecycle_of(name) in MIRROR_DEFAULTS:
             call_aws(self._client, "delete_lifecycle_policy", repositoryName=name)
             changed.append("lifecycle_policy removed: prune replaces it")
         if self._tags_differ(repository["repositoryArn"]):  # repositories from before
@@ -242,6 +246,12 @@ class Ecr:
                 tags=[{"Key": k, "Value": v} for k, v in self._tags.items()],
             )
             changed.append("tags")
+        if settings.pull_access is not None:
+            current = self._policy_of(name)
+            wanted = merge_policy(current, settings.pull_access)
+            if current is None or json.loads(current) != wanted:
+                self._set_policy(name, wanted)
+                changed.append("pull_access")
         encryption = repository.get("encryptionConfiguration") or {"encryptionType": "AES256"}
         wanted = encryption_configuration(settings)
         if encryption.get("encryptionType") != wanted["encryptionType"] or (
@@ -256,6 +266,23 @@ class Ecr:
             )
         if changed:
             log.info("repository_reconciled", repository=name, changed=changed)
+
+    def _policy_of(self, name: str) -> str | None:
+        try:
+            found = call_aws(self._client, "get_repository_policy", repositoryName=name)
+        except AwsError as exc:
+            if exc.code == "RepositoryPolicyNotFoundException":
+                return None
+            raise
+        return str(found["policyText"])
+
+    def _set_policy(self, name: str, policy: dict[str, Any]) -> None:
+        call_aws(
+            self._client,
+            "set_repository_policy",
+            repositoryName=name,
+            policyText=json.dumps(policy),
+        )
 
     def _lifecycle_of(self, name: str) -> Any:
         try:

@@ -22,6 +22,8 @@ from mirror.ptc import SECRET_PREFIX
 __all__ = [
     "DATA_PLANE_PUSH",
     "account_and_region",
+    "consumer_policy",
+    "destination_policies",
     "needs_account",
     "policy_document",
     "repository_actions",
@@ -56,6 +58,8 @@ def repository_actions(config: Config) -> set[str]:
         actions |= {"ecr:PutLifecyclePolicy", "ecr:GetLifecyclePolicy"}
     if config.retired_lifecycle_policy is not None:
         actions |= {"ecr:DeleteLifecyclePolicy", "ecr:GetLifecyclePolicy"}
+    if config.model.target.repository.pull_access is not None:
+        actions |= {"ecr:GetRepositoryPolicy", "ecr:SetRepositoryPolicy"}
     return actions
 
 
@@ -95,6 +99,35 @@ def _mirror_repositories(config: Config, account: str, region: str) -> str:
     """The ARN pattern of every repository under the mirror's prefix."""
     prefix = config.model.target.repository_prefix.strip("/")
     return f"arn:aws:ecr:{region}:{account}:repository/{prefix + '/' if prefix else ''}*"
+
+
+def consumer_policy(config: Config, account: str | None = None) -> dict[str, Any]:
+    """What a build role in a member account needs to pull the mirror (`iam-policy
+    --consumer`): ECR's login, and the read actions on the mirror's repositories. The
+    repositories' own policy (`pull_access`) must let that account in as well."""
+    from mirror.access import PULL_ACTIONS
+
+    account, region = account_and_region(config, account)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "EcrLogin",
+                "Effect": "Allow",
+                "Action": ["ecr:GetAuthorizationToken"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "PullTheMirror",
+                "Effect": "Allow",
+                "Action": list(PULL_ACTIONS),
+                "Resource": [
+                    _mirror_repositories(config, account, r)
+                    for r in [region, *(d.region for d in config.model.target.replicate_to)]
+                ],
+            },
+        ],
+    }
 
 
 def needs_account(config: Config) -> bool:
@@ -151,10 +184,36 @@ PRUNE_IN_USE_ACTIONS = (
 )
 
 
+def _protected_reads(config: Config, account: str, region: str) -> list[dict[str, Any]]:
+    """Reading the locks and includes of `prune.protect` kept in S3 or Parameter Store."""
+    assert config.model.prune is not None
+    objects, parameters = [], []
+    for source in config.model.prune.protect:
+        resource = remote_resource(source)
+        if resource is None:
+            continue
+        service, bucket, key = resource
+        if service == "s3":
+            objects.append(f"arn:aws:s3:::{bucket}/{key}")
+        else:
+            parameters.append(f"arn:aws:ssm:{region}:{account}:parameter{key}")
+    statements: list[dict[str, Any]] = []
+    for sid, action, arns in (
+        ("PruneProtectObjects", "s3:GetObject", objects),
+        ("PruneProtectParameters", "ssm:GetParameter", parameters),
+    ):
+        if arns:
+            statements.append(
+                {"Sid": sid, "Effect": "Allow", "Action": [action], "Resource": sorted(arns)}
+            )
+    return statements
+
+
 def _prune_statements(config: Config, account: str, region: str) -> list[dict[str, Any]]:
     """Reading what workloads use (these list calls take no resource scope), listing every
     repository to find the mirror's, and deleting images only under the prefix."""
     return [
+        *_protected_reads(config, account, region),
         {
             "Sid": "PruneImagesInUse",
             "Effect": "Allow",
@@ -254,7 +313,58 @@ def _ecr_statements(config: Config, account: str, region: str) -> list[dict[str,
     if isinstance(encryption, KmsEncryption):
         statements.append(_kms_statement(encryption.kms_key, account, region))
     statements += _pull_through_statements(config, account, region)
+    if target.replicate_to:
+        statements.append(
+            {
+                "Sid": "Replication",  # registry-level calls: no repository ARN applies
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:CreateRepositoryCreationTemplate",
+                    "ecr:DescribeRegistry",
+                    "ecr:DescribeRepositoryCreationTemplates",
+                    "ecr:PutReplicationConfiguration",
+                    "ecr:UpdateRepositoryCreationTemplate",
+                ],
+                "Resource": "*",
+            }
+        )
+        statements.append(
+            {
+                "Sid": "ReplicationServiceRole",  # ECR makes it on the first configuration
+                "Effect": "Allow",
+                "Action": ["iam:CreateServiceLinkedRole"],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"iam:AWSServiceName": "replication.ecr.amazonaws.com"}
+                },
+            }
+        )
     return statements
+
+
+def destination_policies(config: Config, account: str | None = None) -> dict[str, Any]:
+    """For each destination in another account, the registry permissions policy that
+    account applies (`aws ecr put-registry-policy`) so this one may replicate into it."""
+    source, _ = account_and_region(config, account)
+    policies: dict[str, Any] = {}
+    for destination in config.model.target.replicate_to:
+        if destination.account in (None, source):
+            continue
+        policy = policies.setdefault(
+            destination.account, {"Version": "2012-10-17", "Statement": []}
+        )
+        policy["Statement"].append(
+            {
+                "Sid": f"MirrorReplicationFrom{source}{destination.region.replace('-', '')}",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{source}:root"},
+                "Action": ["ecr:CreateRepository", "ecr:ReplicateImage"],
+                "Resource": (
+                    f"arn:aws:ecr:{destination.region}:{destination.account}:repository/*"
+                ),
+            }
+        )
+    return policies
 
 
 def _kms_statement(key: str | None, account: str, region: str) -> dict[str, Any]:

@@ -1,8 +1,12 @@
 """ECR lifecycle policies: the default one, and checks for a user's file before upload.
 
-The default expires untagged images 14 days after push: when a mutable tag moves
-upstream, mirror re-points the tag and the old image is left untagged, so without a rule
-repositories grow for ever. Tagged images are never expired by it.
+When a mutable tag moves upstream, mirror re-points the tag and the old image is left
+untagged, so without a rule repositories grow for ever. The default expires an untagged
+image once it has not been pulled for 30 days (`sinceImagePulled`, ECR's last recorded
+pull time, refreshed at least daily). Not by push age: the digest a tag leaves behind was
+usually pushed long ago, and every lock file and merged include that pinned it would
+break at the next evaluation, while builds still pull it. Tagged images are never
+expired by it.
 """
 
 from __future__ import annotations
@@ -11,23 +15,44 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_POLICY", "load_policy", "validate_policy"]
+__all__ = ["DEFAULT_POLICY", "MIRROR_DEFAULTS", "load_policy", "validate_policy"]
 
+UNPULLED_DAYS = 30
 DEFAULT_POLICY: dict[str, Any] = {
     "rules": [
         {
             "rulePriority": 1,
-            "description": "mirror: expire untagged images 14 days after push",
+            "description": f"mirror: expire untagged images not pulled for {UNPULLED_DAYS} days",
             "selection": {
                 "tagStatus": "untagged",
-                "countType": "sinceImagePushed",
+                "countType": "sinceImagePulled",
                 "countUnit": "days",
-                "countNumber": 14,
+                "countNumber": UNPULLED_DAYS,
             },
             "action": {"type": "expire"},
         }
     ]
 }
+# What mirror has put on repositories as its default, now and before (14 days after
+# push): replaced by the current default, or removed where prune takes over.
+MIRROR_DEFAULTS: tuple[dict[str, Any], ...] = (
+    DEFAULT_POLICY,
+    {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": "mirror: expire untagged images 14 days after push",
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": 14,
+                },
+                "action": {"type": "expire"},
+            }
+        ]
+    },
+)
 MAX_RULES = 50
 
 
@@ -54,11 +79,13 @@ def _rule_errors(index: int, rule: Any) -> list[str]:
     if count_type == "imageCountMoreThan":
         if "countUnit" in selection:
             errors.append(f"{where}.selection.countUnit: not allowed with imageCountMoreThan")
-    elif count_type == "sinceImagePushed":
+    elif count_type in ("sinceImagePushed", "sinceImagePulled"):
         if selection.get("countUnit") != "days":
-            errors.append(f"{where}.selection.countUnit: must be days with sinceImagePushed")
+            errors.append(f"{where}.selection.countUnit: must be days with {count_type}")
     else:
-        errors.append(f"{where}.selection.countType: imageCountMoreThan or sinceImagePushed")
+        errors.append(
+            f"{where}.selection.countType: imageCountMoreThan, sinceImagePushed or sinceImagePulled"
+        )
     if not isinstance(number, int) or isinstance(number, bool) or number < 1:
         errors.append(f"{where}.selection.countNumber: a whole number from 1")
     action = rule.get("action")

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 
-from mirror.buildspec import Pull, local_names
+from mirror.buildspec import Pull, local_names, replica_registries
 from mirror.config import Config
 from mirror.errors import ConfigError, MirrorError, printable
-from mirror.oci.grammar import is_digest, is_host
+from mirror.oci.grammar import is_aws_region, is_digest, is_host
 from mirror.oci.reference import Reference, parse_reference
 from mirror.sync import resolve_jobs
 from mirror.wiring import Clients
@@ -63,6 +63,8 @@ def build_lock(config: Config, clients: Clients) -> tuple[dict[str, Any], list[s
         "version": LOCK_VERSION,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "registry": clients.target_registry,
+        # Region -> replica registry: the same digests, pulled in the build's own Region.
+        "replicas": replica_registries(config, clients.target_registry),
         "images": sorted(images, key=lambda i: (i["reference"], i["source"])),
     }
     return lock, problems
@@ -105,6 +107,12 @@ def read_lock(path: Path) -> dict[str, Any]:
     registry = lock.get("registry")
     if not isinstance(registry, str) or not is_host(registry):
         raise ConfigError(f"{path}: registry must be a registry host name")
+    replicas = lock.get("replicas") or {}
+    if not isinstance(replicas, dict) or not all(
+        isinstance(r, str) and is_aws_region(r) and isinstance(h, str) and is_host(h)
+        for r, h in replicas.items()
+    ):
+        raise ConfigError(f"{path}: replicas must map AWS Regions to registry hosts")
     images = lock.get("images")
     if not isinstance(images, list):
         raise ConfigError(f"{path}: images must be a list with source, target and digest")

@@ -20,9 +20,10 @@ from typing import Any
 import structlog
 
 from mirror.config.model import RepositorySettings
-from mirror.ecr import AwsError, call_aws, encryption_configuration, exclusion_filters
+from mirror.ecr import AwsError, call_aws
 from mirror.oci.auth import Credentials
 from mirror.oci.reference import registry_alias
+from mirror.templates import creation_template, ensure_template
 
 __all__ = [
     "CacheableUpstream",
@@ -113,7 +114,14 @@ class PullThroughCache:
         if upstream.needs_credentials:
             credential_arn = self._credential_arn(prefix, credentials, secret_arn)
         self._ensure_rule(prefix, upstream, credential_arn)
-        self._ensure_template(prefix)
+        template = creation_template(
+            self._settings,
+            self._lifecycle,
+            prefix,
+            "PULL_THROUGH_CACHE",
+            "Settings for repositories cached by mirror's pull-through rule",
+        )
+        ensure_template(self._ecr, template)
         validation = call_aws(
             self._ecr, "validate_pull_through_cache_rule", ecrRepositoryPrefix=prefix
         )
@@ -208,32 +216,3 @@ class PullThroughCache:
             raise
         rules: list[dict[str, Any]] = found.get("pullThroughCacheRules") or []
         return rules[0] if rules else None
-
-    def _template(self, prefix: str) -> dict[str, Any]:
-        settings = self._settings
-        template: dict[str, Any] = {
-            "prefix": prefix,
-            "description": "Settings for repositories cached by mirror's pull-through rule",
-            "appliedFor": ["PULL_THROUGH_CACHE"],
-            "imageTagMutability": settings.tag_mutability,
-            "encryptionConfiguration": encryption_configuration(settings),
-            "resourceTags": [{"Key": k, "Value": v} for k, v in settings.tags.items()],
-        }
-        if settings.tag_mutability_exclusions:
-            template["imageTagMutabilityExclusionFilters"] = exclusion_filters(settings)
-        if self._lifecycle is not None:
-            template["lifecyclePolicy"] = json.dumps(self._lifecycle)
-        return template
-
-    def _ensure_template(self, prefix: str) -> None:
-        wanted = self._template(prefix)
-        found = call_aws(self._ecr, "describe_repository_creation_templates", prefixes=[prefix])
-        existing = found.get("repositoryCreationTemplates") or []
-        if not existing:
-            call_aws(self._ecr, "create_repository_creation_template", **wanted)
-            log.info("repository_creation_template_created", prefix=prefix)
-            return
-        current = existing[0]
-        if any(current.get(k) != v for k, v in wanted.items() if k != "description"):
-            call_aws(self._ecr, "update_repository_creation_template", **wanted)
-            log.info("repository_creation_template_updated", prefix=prefix)

@@ -120,13 +120,15 @@ class PassReport:
     events_failed: int = 0  # ...and given up on; each is logged in full as event_undelivered
     # Tags outside the OCI grammar that upstream listings held, per entry: dropped, unused.
     dropped_tags: dict[str, int] = field(default_factory=dict)
+    # What failed beside the images (replication could not be configured): exit 1.
+    errors: list[ErrorInfo] = field(default_factory=list)
 
     def count(self, action: Action) -> int:
         return sum(1 for r in self.images if r.action is action)
 
     @property
     def failed(self) -> bool:
-        return self.count(Action.FAILED) > 0
+        return self.count(Action.FAILED) > 0 or bool(self.errors)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -147,6 +149,7 @@ class PassReport:
             "summary": self.summary(),
             "registries": [{**asdict(r), "pulls": r.pulls} for r in self.registries],
             "dropped_tags": self.dropped_tags,
+            "errors": [asdict(e) for e in self.errors],
             "images": [r.to_json() for r in self.images],
         }
 

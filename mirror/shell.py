@@ -12,7 +12,18 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Var", "Word", "defaulted", "export_default", "join", "word"]
+from mirror.oci.grammar import is_aws_region, is_host
+
+__all__ = [
+    "Var",
+    "Word",
+    "defaulted",
+    "export_default",
+    "join",
+    "require_host",
+    "require_region",
+    "word",
+]
 
 _NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)
 # What may stand unquoted inside "${NAME:-...}": no $, `, \, quote or blank.
@@ -59,3 +70,17 @@ def defaulted(name: str, value: str) -> str:
 def export_default(name: str, value: str) -> str:
     """`export NAME="${NAME:-value}"`."""
     return f"export {name}={defaulted(name, value)}"
+
+
+def require_host(value: str) -> str:
+    """A registry host, checked: it stands in `case` arms and defaults."""
+    if not is_host(value):
+        raise ValueError(f"not a registry host: {value!r}")
+    return value
+
+
+def require_region(value: str) -> str:
+    """An AWS Region, checked: it is a `case` pattern."""
+    if not is_aws_region(value):
+        raise ValueError(f"not an AWS Region: {value!r}")
+    return value

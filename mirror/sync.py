@@ -489,8 +489,21 @@ class _Pass:
         self.report.seconds = time.monotonic() - self.started
         return self.report
 
+    def replicate(self) -> None:
+        """The registry's replication rule for the mirror (sync only); a failure fails
+        the pass but no image: the primary still gets every copy."""
+        if self.options.dry_run or self.clients.replication is None:
+            return
+        try:
+            self.clients.replication.ensure()
+        except Exception as exc:
+            error = ErrorInfo.from_exception(exc)
+            log.error("replication_failed", **asdict(error))
+            self.report.errors.append(error)
+
     def _run(self) -> None:
         if not self.target_refuses():
+            self.replicate()
             now = time.time()
             unlisted: list[ImageEntry] = []
 

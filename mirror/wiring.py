@@ -20,6 +20,7 @@ from mirror.oci.client import RegistryClient
 from mirror.oci.reference import default_endpoint
 from mirror.ptc import PullThroughCache
 from mirror.quota import Budget, Pacer
+from mirror.replication import Replication
 from mirror.retry import RetryPolicy
 from mirror.upstream import Member, Upstream
 
@@ -105,6 +106,7 @@ class Clients:
         }
         self.ecr: Ecr | None = None
         self.ptc: PullThroughCache | None = None
+        self.replication: Replication | None = None
         if model.target.kind == "ecr":
             self.target, self.target_registry = self._ecr_target()
         else:
@@ -162,6 +164,16 @@ class Clients:
                 secrets,
                 target.repository,
                 config.lifecycle_policy or config.retired_lifecycle_policy,
+            )
+        if target.replicate_to:
+            self.replication = Replication(
+                client,
+                lambda region: session.client("ecr", region_name=region),
+                target.repository,
+                config.lifecycle_policy or config.retired_lifecycle_policy,
+                target.repository_prefix,
+                target.replicate_to,
+                host.split(".", 1)[0],
             )
         url = target.registry_url or f"https://{host}"
         auth = RefreshingBasicAuth(self.ecr.authorization, origin=url)

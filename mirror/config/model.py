@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from mirror.durations import parse_duration
 from mirror.errors import MirrorError
-from mirror.oci.grammar import is_tag
+from mirror.oci.grammar import is_aws_region, is_tag
 from mirror.oci.limits import Timeouts
 from mirror.oci.reference import parse_reference
 from mirror.oci.types import Platform
@@ -39,8 +39,10 @@ __all__ = [
     "KmsEncryption",
     "MirrorConfig",
     "PublishSettings",
+    "PullAccess",
     "RateLimitSettings",
     "RegistrySettings",
+    "ReplicaDestination",
     "RepositorySettings",
     "SecretCredentials",
     "TagRule",
@@ -51,7 +53,6 @@ __all__ = [
 DEFAULT_EVERY = "6h"
 _PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _ECR_HOST_RE = re.compile(r"\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?", re.ASCII)
-_REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", re.ASCII)
 _HOST_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?$")
 
 
@@ -196,6 +197,39 @@ TagMutability = Literal[
 ]
 
 
+def _check_account(value: str) -> str:
+    if not re.fullmatch(r"[0-9]{12}", value, re.ASCII):
+        raise ValueError(f"invalid account {value!r}: 12 digits, quoted in YAML")
+    return value
+
+
+class PullAccess(Section):
+    """Who else may pull the mirror: an Organization's accounts and/or named accounts."""
+
+    organization_id: str | None = None
+    accounts: list[str] = Field(default_factory=list)
+
+    @field_validator("organization_id")
+    @classmethod
+    def _organization(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"o-[a-z0-9]{10,32}", value, re.ASCII):
+            raise ValueError(f"invalid Organization id {value!r}: write e.g. o-a1b2c3d4e5")
+        return value
+
+    @field_validator("accounts")
+    @classmethod
+    def _accounts(cls, value: list[str]) -> list[str]:
+        for account in value:
+            _check_account(account)
+        return value
+
+    @model_validator(mode="after")
+    def _someone(self) -> PullAccess:
+        if not self.organization_id and not self.accounts:
+            raise ValueError("pull_access needs organization_id and/or accounts")
+        return self
+
+
 class RepositorySettings(Section):
     """Applied to every repository mirror creates in ECR, and reconciled on existing ones."""
 
@@ -205,6 +239,7 @@ class RepositorySettings(Section):
     encryption: Encryption = "AES256"
     lifecycle_policy: str = "default"  # default | none | path to a JSON policy
     tags: dict[str, str] = Field(default_factory=dict)
+    pull_access: PullAccess | None = None  # a repository policy: who else may pull
 
     @model_validator(mode="after")
     def _exclusions(self) -> RepositorySettings:
@@ -218,6 +253,26 @@ class RepositorySettings(Section):
         return self
 
 
+class ReplicaDestination(Section):
+    """An ECR replica of everything under repository_prefix: a Region, in this account
+    unless `account` names another."""
+
+    region: str
+    account: str | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not is_aws_region(value):
+            raise ValueError(f"invalid AWS Region {value!r}: write e.g. eu-west-1")
+        return value
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        return value if value is None else _check_account(value)
+
+
 class TargetSettings(Section):
     kind: Literal["registry", "ecr"] = "ecr"
     region: str | None = None
@@ -225,12 +280,13 @@ class TargetSettings(Section):
     registry_url: str | None = None
     repository_prefix: str = "mirror"
     repository: RepositorySettings = RepositorySettings()
+    replicate_to: list[ReplicaDestination] = Field(default_factory=list)
     credentials: EnvCredentials | None = None
 
     @field_validator("region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
-        if value is not None and not _REGION_RE.fullmatch(value):
+        if value is not None and not is_aws_region(value):
             raise ValueError(f"invalid AWS Region {value!r}: write e.g. us-east-1 or eu-west-2")
         return value
 
@@ -241,8 +297,10 @@ class TargetSettings(Section):
         if self.kind == "registry":
             if not self.registry_url:
                 raise ValueError("kind: registry needs registry_url (e.g. http://127.0.0.1:5002)")
-            if "repository" in self.model_fields_set or self.region:
-                raise ValueError("region and repository settings apply to kind: ecr only")
+            if "repository" in self.model_fields_set or self.region or self.replicate_to:
+                raise ValueError(
+                    "region, repository and replicate_to settings apply to kind: ecr only"
+                )
         elif self.credentials is not None:
             raise ValueError(
                 "kind: ecr takes no credentials: mirror uses the AWS credential chain "
@@ -368,6 +426,8 @@ class PruneSettings(Section):
     extra_references: str | None = None  # a file of image URIs in use outside ECS and Lambda
     # The only repositories prune may consider; required with an empty repository_prefix.
     repositories: list[str] | None = None
+    # Lock files and published includes (paths, s3://, ssm:/): every digest they pin stays.
+    protect: list[str] = Field(default_factory=list)
 
 
 def _check_tag_patterns(value: list[str] | None) -> list[str] | None:

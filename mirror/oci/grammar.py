@@ -15,6 +15,7 @@ from mirror.errors import InvalidUpstreamDataError, printable
 
 __all__ = [
     "DIGEST_HEX_LENGTHS",
+    "is_aws_region",
     "is_digest",
     "is_host",
     "is_repository",
@@ -49,6 +50,15 @@ def is_repository(text: str) -> bool:
 def is_digest(text: str) -> bool:
     match = _DIGEST.fullmatch(text)
     return match is not None and len(match[2]) == DIGEST_HEX_LENGTHS[match[1]]
+
+
+_AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", re.ASCII)
+
+
+def is_aws_region(text: str) -> bool:
+    """`us-east-1`, `us-gov-west-1`, `cn-north-1`: an ECR registry's Region, which also
+    stands in generated shell (a `case` pattern, a default)."""
+    return _AWS_REGION.fullmatch(text) is not None
 
 
 def is_host(text: str) -> bool:

@@ -140,6 +140,7 @@ def run_prune(
         ecs=session.client("ecs"),
         lambda_client=session.client("lambda"),
         base_dir=config_base_dir(config.source),
+        registry=clients.target_registry,
     )
     days = settings.keep_days if keep_days is None else keep_days
     scope = _scope(config, clients)

@@ -8,14 +8,17 @@ as "nothing is in use".
 from __future__ import annotations
 
 import fnmatch
+import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mirror.config.model import PruneSettings
+from mirror.config.source import is_remote, read_config_text
 from mirror.ecr import AwsError, call_aws
-from mirror.errors import MirrorError
+from mirror.errors import ConfigError, MirrorError
 
 __all__ = ["PruneAborted", "Use", "collect_uses"]
 
@@ -233,11 +236,53 @@ def _file_uses(path: Path) -> list[Use]:
     return uses
 
 
+# A pinned repository path in an include or a lock: `mirror/docker-hub/library/nginx@sha256:..`
+_PINNED_RE = re.compile(
+    r"(?<![\w./-])((?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*)"
+    r"@(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})(?![a-f0-9])",
+    re.ASCII,
+)
+
+
+def _protected_uses(sources: list[str], base_dir: Path, registry: str) -> list[Use]:
+    """Every digest that the lock files and published includes in `prune.protect` pin:
+    builds that fetch them must keep finding those digests. A lock names its targets with
+    their registry; an include names repository paths, in this registry."""
+    uses = []
+    for source in sources:
+        where = source if is_remote(source) else str(base_dir / source)
+        try:
+            text = read_config_text(where)
+        except ConfigError as exc:
+            raise PruneAborted(f"cannot read prune.protect {source}: {exc.message}") from None
+        try:
+            lock = json.loads(text)
+        except ValueError:
+            lock = None
+        if isinstance(lock, dict) and isinstance(lock.get("images"), list):
+            targets = [str(i.get("target")) for i in lock["images"] if isinstance(i, dict)]
+            uses += [Use(t, f"pinned by {source}") for t in targets]
+            continue
+        uses += [
+            Use(f"{registry}/{m[1]}@{m[2]}", f"pinned by {source}")
+            for m in _PINNED_RE.finditer(text)
+        ]
+    return uses
+
+
 def collect_uses(
-    settings: PruneSettings, *, ecs: Any, lambda_client: Any, base_dir: Path
+    settings: PruneSettings,
+    *,
+    ecs: Any,
+    lambda_client: Any,
+    base_dir: Path,
+    registry: str = "",
 ) -> list[Use]:
-    """Every image reference a workload in scope holds, with who holds it."""
+    """Every image reference a workload in scope holds, with who holds it; and every
+    digest a protected lock or include pins (`registry` is the mirror's, for includes)."""
     uses = _ecs_uses(ecs, settings) + _lambda_uses(lambda_client, settings)
     if settings.extra_references:
         uses += _file_uses(base_dir / settings.extra_references)
+    if settings.protect:
+        uses += _protected_uses(settings.protect, base_dir, registry)
     return uses

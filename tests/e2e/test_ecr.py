@@ -337,3 +337,113 @@ def test_a_repository_near_its_image_quota_is_warned_about(
 
     err = capsys.readouterr().err
     assert "repository_near_image_quota" in err and "mirror/docker-hub/library/nginx" in err
+
+
+def test_pull_access_lets_member_accounts_pull_and_keeps_other_statements(
+    ecr, hub, seeder, mirror, tmp_path
+):
+    seeder.push("library/nginx", "1.16", Image([random_blob(500)]))
+    seeder.push("library/redis", "7", Image([random_blob(500)]))
+    client = boto3.client("ecr")
+    existing = "mirror/docker-hub/library/redis"  # someone already shared it with a CI account
+    client.create_repository(repositoryName=existing)
+    theirs = {
+        "Sid": "TheirCi",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::999988887777:root"},
+        "Action": ["ecr:BatchGetImage"],
+    }
+    client.set_repository_policy(
+        repositoryName=existing,
+        policyText=json.dumps({"Version": "2012-10-17", "Statement": [theirs]}),
+    )
+    config = ecr_config(
+        tmp_path,
+        ecr,
+        hub.url,
+        "- nginx:1.16\n- redis:7",
+        repository="""
+        repository:
+          pull_access: {organization_id: o-a1b2c3d4e5, accounts: ["111122223333"]}
+        """,
+    )
+
+    assert mirror("sync", config=config).code == 0
+
+    pull = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    for name in ("mirror/docker-hub/library/nginx", existing):
+        policy = json.loads(client.get_repository_policy(repositoryName=name)["policyText"])
+        by_sid = {s["Sid"]: s for s in policy["Statement"]}
+        org = by_sid["MirrorPullAccess"]
+        assert org["Principal"] == "*" and sorted(org["Action"]) == pull
+        assert org["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}
+        accounts = by_sid["MirrorPullAccessAccounts"]
+        assert accounts["Principal"] == {"AWS": ["arn:aws:iam::111122223333:root"]}
+    kept = json.loads(client.get_repository_policy(repositoryName=existing)["policyText"])
+    assert theirs in kept["Statement"]  # another owner's statement survives
+
+    drifted = {**kept, "Statement": [theirs]}  # someone removed mirror's statements by hand
+    client.set_repository_policy(repositoryName=existing, policyText=json.dumps(drifted))
+    seeder.push("library/redis", "7", Image([random_blob(500)]))  # a new write reconciles it
+    assert mirror("sync", config=config).code == 0
+    restored = json.loads(client.get_repository_policy(repositoryName=existing)["policyText"])
+    assert {s["Sid"] for s in restored["Statement"]} == {
+        "TheirCi", "MirrorPullAccess", "MirrorPullAccessAccounts"
+    }  # fmt: skip
+
+
+def test_the_consumer_policy_is_what_a_member_accounts_build_role_needs(ecr, mirror, tmp_path):
+    config = ecr_config(tmp_path, ecr, "http://127.0.0.1:1", "- nginx:1.16")
+
+    run = mirror("iam-policy", "--consumer", config=config)
+
+    assert run.code == 0, run.err
+    statements = {s["Sid"]: s for s in json.loads(run.out)["Statement"]}
+    assert statements["EcrLogin"]["Action"] == ["ecr:GetAuthorizationToken"]
+    assert statements["PullTheMirror"]["Resource"] == [
+        "arn:aws:ecr:us-east-1:123456789012:repository/mirror/*"
+    ]
+
+
+def test_replication_is_configured_for_the_prefix_with_each_destination(
+    ecr, hub, seeder, mirror, tmp_path, monkeypatch
+):
+    # moto has no repository creation templates and takes one replication rule only:
+    # tests/unit/test_replication.py checks the templates, and that other owners' rules
+    # are kept, against the real ECR model with botocore's Stubber.
+    templates: list[tuple[str, dict]] = []
+    monkeypatch.setattr(
+        "mirror.replication.ensure_template",
+        lambda client, template: templates.append((client.meta.region_name, template)),
+    )
+    seeder.push("library/nginx", "1.16", Image([random_blob(500)]))
+    client = boto3.client("ecr")
+    config = ecr_config(tmp_path, ecr, hub.url, "- nginx:1.16")
+    text = config.read_text().replace(
+        "  region: us-east-1\n",
+        "  region: us-east-1\n  replicate_to:\n    - region: eu-west-1\n"
+        '    - {region: ap-northeast-1, account: "444455556666"}\n',
+    )
+    config.write_text(text)
+
+    first = mirror("sync", config=config)
+    assert first.code == 0, first.out + json.dumps(first.report.get("errors"))
+    assert mirror("sync", config=config).code == 0  # idempotent
+
+    (rule,) = client.describe_registry()["replicationConfiguration"]["rules"]
+    assert rule == {
+        "destinations": [
+            {"region": "eu-west-1", "registryId": "123456789012"},
+            {"region": "ap-northeast-1", "registryId": "444455556666"},
+        ],
+        "repositoryFilters": [{"filter": "mirror", "filterType": "PREFIX_MATCH"}],
+    }
+    assert {region for region, _ in templates} == {"eu-west-1"}  # this account's replica only
+    assert templates[0][1]["appliedFor"] == ["REPLICATION"]
+    policy = json.loads(mirror("iam-policy", config=config).out)
+    sids = {s["Sid"] for s in policy["Statement"]}
+    assert {"Replication", "ReplicationServiceRole"} <= sids
+    destination = json.loads(mirror("iam-policy", "--destination", config=config).out)
+    (statement,) = destination["444455556666"]["Statement"]
+    assert statement["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
+    assert statement["Action"] == ["ecr:CreateRepository", "ecr:ReplicateImage"]

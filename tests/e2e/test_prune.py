@@ -268,3 +268,24 @@ def test_an_empty_prefix_with_prune_is_refused_unless_repositories_are_listed(ec
         text.replace("{keep_days: 0}", "{keep_days: 0, repositories: [docker-hub/library/nginx]}")
     )
     assert load_config(path).model.prune is not None
+
+
+def test_digests_pinned_by_a_protected_lock_or_include_are_kept(estate, ecr, tmp_path, mirror):
+    """A lock file and a published include still name digests that fell out of the config:
+    builds that fetch them must keep finding them."""
+    include = tmp_path / "pull.sh"
+    include.write_text(f"mirror_pull {NGINX}@{estate['nginx untagged']} nginx:1.14\n")
+    lock = tmp_path / "mirror.lock.json"
+    lock.write_text(json.dumps({"version": 1, "registry": HOST, "images": [
+        {"source": "docker.io/library/redis:6", "target": f"{HOST}/{REDIS}@{estate['redis 6']}",
+         "digest": estate["redis 6"]},
+    ]}))  # fmt: skip
+    config = prune_config(tmp_path, ecr, prune="  protect: [pull.sh, mirror.lock.json]\n")
+
+    run = mirror("prune", "--apply", config=config)
+
+    assert run.code == 0, run.err
+    assert estate["nginx untagged"] in digests(NGINX)
+    assert estate["redis 6"] in digests(REDIS)
+    assert "pinned by pull.sh" in run.out and "pinned by mirror.lock.json" in run.out
+    assert estate["nginx 1.15"] not in digests(NGINX)  # the rest still goes

@@ -33,9 +33,20 @@ class FakeEcr:
         }
 
 
+def _teach_moto_since_image_pulled() -> None:
+    """moto 5.2's lifecycle validation predates ECR's `sinceImagePulled` count type, which
+    the ECR user guide documents ("Lifecycle policy properties": countType imageCountMoreThan,
+    sinceImagePushed, sinceImagePulled, sinceImageTransitioned). The server runs in this
+    process, so the set it checks against is extended with the documented value."""
+    from moto.ecr import policy_validation
+
+    policy_validation.VALID_SELECTION_COUNT_TYPE_VALUES.add("sinceImagePulled")
+
+
 @contextmanager
 def moto_server() -> Iterator[str]:
     """moto in server mode on 127.0.0.1; yields its endpoint URL."""
+    _teach_moto_since_image_pulled()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     try:

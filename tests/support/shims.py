@@ -21,6 +21,11 @@ with open(os.environ["SHIM_LOG"], "a") as log:
     log.write(json.dumps([{name!r}, *sys.argv[1:]]) + "\\n")
 if {name!r} == "aws":
     print("not-a-real-password")
+missing = os.environ.get("SHIM_MISSING_ON")  # a registry that lacks every digest
+pulling = {name!r} == "docker" and sys.argv[1:2] == ["pull"]
+if pulling and missing and sys.argv[-1].startswith(missing + "/"):
+    print("manifest unknown", file=sys.stderr)
+    sys.exit(1)
 """
 
 
@@ -34,10 +39,18 @@ class Shims:
             path.write_text(_SHIM.format(name=name))
             path.chmod(0o755)
 
-    def run(self, shell: str, script: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run `script` with `shell` (sh or bash), the shims first on PATH."""
+    def run(
+        self, shell: str, script: Path, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `script` with `shell` (sh or bash), the shims first on PATH; `env` adds to
+        the environment (AWS_REGION, SHIM_MISSING_ON=<host>)."""
         self.log.unlink(missing_ok=True)
-        env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}", "SHIM_LOG": str(self.log)}
+        env = {
+            **os.environ,
+            "PATH": f"{self.bin}:{os.environ['PATH']}",
+            "SHIM_LOG": str(self.log),
+            **(env or {}),
+        }
         return subprocess.run(
             [shell, str(script), *args], env=env, capture_output=True, text=True, timeout=60
         )

@@ -63,7 +63,7 @@ def test_defaults_are_folded_into_each_image(tmp_path):
         ),
         (
             ("  kind: registry", "  kind: registry\n  repository: {scan_on_push: false}"),
-            ":2: target: region and repository settings apply to kind: ecr only",
+            ":2: target: region, repository and replicate_to settings apply to kind: ecr only",
         ),
         (
             (
