@@ -39,6 +39,19 @@ def hub(upstream: LocalRegistry) -> Iterator[DockerHubFront]:
 
 
 @pytest.fixture
+def hub_account(hub: DockerHubFront, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`hub_account(token)`: the account ci-bot on the Docker Hub front, with its
+    credentials in HUB_USER and HUB_TOKEN for a config's `username_env`/`password_env`."""
+
+    def make(token: str) -> None:
+        hub.accounts["ci-bot"] = token
+        monkeypatch.setenv("HUB_USER", "ci-bot")
+        monkeypatch.setenv("HUB_TOKEN", token)
+
+    return make
+
+
+@pytest.fixture
 def seeder(upstream: LocalRegistry) -> Iterator[Seeder]:
     client = Seeder(upstream.url)
     yield client

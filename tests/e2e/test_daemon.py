@@ -228,11 +228,9 @@ def test_idle_connections_and_a_slow_loris_neither_stop_health_nor_passes(
 
 
 def test_metrics_labels_name_no_account_and_no_upstream_text(
-    hub, target, seeder, write_config, daemon_for, monkeypatch
+    hub, target, seeder, write_config, daemon_for, hub_account
 ):
-    hub.accounts["ci-bot"] = "dckr_pat_1"
-    monkeypatch.setenv("HUB_USER", "ci-bot")
-    monkeypatch.setenv("HUB_TOKEN", "dckr_pat_1")
+    hub_account("dckr_pat_1")
     seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
     port = free_port()
     credentials = "    credentials: {username_env: HUB_USER, password_env: HUB_TOKEN}\n"

@@ -338,11 +338,9 @@ def test_a_next_page_on_another_origin_gets_no_request_and_no_credentials(
 
 
 def test_a_cdn_challenge_never_gets_the_account_credentials(
-    hub, target, seeder, mirror, write_config, monkeypatch
+    hub, target, seeder, mirror, write_config, hub_account
 ):
-    hub.accounts["ci-bot"] = "s3cret-token"
-    monkeypatch.setenv("HUB_USER", "ci-bot")
-    monkeypatch.setenv("HUB_TOKEN", "s3cret-token")
+    hub_account("s3cret-token")
     seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
     with Recorder() as realm, Recorder() as cdn:
         cdn.answer = Served(b"", {"WWW-Authenticate": f'Bearer realm="{realm.url}/token"'}, 401)

@@ -17,11 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_json_logs_carry_one_event_per_image_and_no_secret(
-    hub, target, seeder, mirror, write_config, monkeypatch
+    hub, target, seeder, mirror, write_config, hub_account
 ):
-    hub.accounts["ci-bot"] = "dckr_pat_very-secret"
-    monkeypatch.setenv("HUB_USER", "ci-bot")
-    monkeypatch.setenv("HUB_TOKEN", "dckr_pat_very-secret")
+    hub_account("dckr_pat_very-secret")
     seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
     config = write_config(
         target,
