@@ -14,6 +14,7 @@ that does not exist.
 from __future__ import annotations
 
 import io
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +23,12 @@ from ruamel.yaml import YAML
 
 from mirror.config import Config
 from mirror.dockerfile import BaseImage
+from mirror.dockerfile_awk import DOCKERFILE_AWK
 from mirror.ecr import ecr_host
 from mirror.errors import MirrorError, printable
 from mirror.oci.grammar import is_digest, is_repository, is_tag
 from mirror.oci.reference import DEFAULT_REGISTRY, Reference, parse_reference
+from mirror.report import ErrorInfo
 from mirror.shell import Var, Word, join, require_host, require_region, word
 from mirror.sync import pull_through_cached, resolve_jobs
 from mirror.wiring import Clients
@@ -34,6 +37,7 @@ __all__ = [
     "BEGIN_MARK",
     "END_MARK",
     "Pull",
+    "TargetUnreadableError",
     "collect_pulls",
     "only_used",
     "render",
@@ -43,6 +47,7 @@ __all__ = [
     "render_script",
 ]
 
+DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 BEGIN_MARK = "echo 'mirror: pulling mirrored base images'"
 END_MARK = "echo 'mirror: base images ready'"
 PULL_ATTEMPTS = 3
@@ -66,6 +71,24 @@ class Pull:
             raise ValueError(f"not a repository path with a tag or digest: {self.path!r}")
 
 
+def spellings(source: Reference) -> list[str]:
+    """Every way a Dockerfile or a user may write `source`: `nginx:1.16`,
+    `docker.io/library/nginx:1.16`, `index.docker.io/...`; without the tag when it is
+    `latest`. The script compares what its arguments name against these."""
+    assert source.tag, "digest pins are not in the script"
+    names = [f"{source.registry}/{source.repository}"]
+    if source.registry == DEFAULT_REGISTRY:
+        short = source.repository.removeprefix("library/")
+        names = list(
+            dict.fromkeys(
+                [short, source.repository, f"docker.io/{short}"]
+                + [f"{host}/{source.repository}" for host in DOCKER_HUB_HOSTS]
+            )
+        )
+    written = [f"{name}:{source.tag}" for name in names]
+    return written + (names if source.tag == "latest" else [])
+
+
 def local_names(source: Reference) -> tuple[str, ...]:
     """Docker's familiar spelling: `nginx:1.16` for Docker Hub official images (Docker
     normalises `docker.io/library/nginx:1.16` to the same name), the full name otherwise."""
@@ -75,11 +98,20 @@ def local_names(source: Reference) -> tuple[str, ...]:
     return (f"{source.registry}/{source.repository}:{source.tag}",)
 
 
+class TargetUnreadableError(MirrorError):
+    """The target could not say what it holds: an include rendered now would silently pull
+    less, sending builds back to the upstream and its rate limits. Nothing is written."""
+
+    code = "TARGET_UNREADABLE"
+
+
 def collect_pulls(config: Config, clients: Clients) -> tuple[list[Pull], list[str]]:
-    """What to pull, from the target's current state; and a warning per image left out."""
+    """What to pull, from the target's current state; and a warning per image left out
+    (not mirrored yet). TargetUnreadableError when any image's target cannot be read."""
     resolved = resolve_jobs(config, clients)
     jobs, failures = resolved.jobs, resolved.failures
     warnings = [f"{f.source}: {f.error.message if f.error else 'not resolved'}" for f in failures]
+    unreadable: list[str] = []
     pulls: list[Pull] = []
     for job in jobs:
         if job.source.tag is None:
@@ -91,7 +123,7 @@ def collect_pulls(config: Config, clients: Clients) -> tuple[list[Pull], list[st
         try:
             found = clients.target.head_manifest(job.target.repository, job.target.identifier)
         except (MirrorError, httpx.HTTPError) as exc:
-            warnings.append(f"{job.source}: cannot read {job.target}: {exc}")
+            unreadable.append(f"{job.target}: {ErrorInfo.from_exception(exc).message}")
             continue
         if found is not None and found.digest:
             path = f"{job.target.repository}@{found.digest}"
@@ -101,6 +133,13 @@ def collect_pulls(config: Config, clients: Clients) -> tuple[list[Pull], list[st
             warnings.append(f"{job.source}: not mirrored yet ({job.target}); run mirror sync")
             continue
         pulls.append(Pull(job.source, path, local_names(job.source)))
+    if unreadable:
+        raise TargetUnreadableError(
+            f"cannot read {len(unreadable)} of the target's images from "
+            f"{clients.target_registry}; no include was written. First: {unreadable[0]}",
+            hint="check the target's reachability and this role's ECR permissions; an include "
+            "missing images would send builds back to the upstream",
+        )
     return pulls, warnings
 
 
@@ -252,6 +291,37 @@ pull_and_tag() {{
   return 1
 }}
 
+# With arguments, only what they name: each file is read as a Dockerfile (FROM,
+# COPY --from=, RUN --mount=...from=, # syntax=), anything else is an image as written.
+# The awk program is data for awk: its $ are awk's, never the shell's.
+# shellcheck disable=SC2016
+MIRROR_DOCKERFILE_AWK={awk}
+mirror_filtering=$#
+mirror_wanted=""
+for mirror_arg in "$@"; do
+  if [ -f "$mirror_arg" ]; then
+    mirror_wanted="$mirror_wanted
+$(awk "$MIRROR_DOCKERFILE_AWK" "$mirror_arg")"
+  else
+    mirror_wanted="$mirror_wanted
+$mirror_arg"
+  fi
+done
+mirror_known=""
+mirror_wants() {{
+  for spelling in "$@"; do
+    mirror_known="$mirror_known
+$spelling"
+  done
+  [ "$mirror_filtering" -gt 0 ] || return 0
+  for spelling in "$@"; do
+    if printf '%s\\n' "$mirror_wanted" | grep -Fqx -- "$spelling"; then
+      return 0
+    fi
+  done
+  return 1
+}}
+
 pids=""
 running=0
 failed=0
@@ -269,11 +339,19 @@ mirror_pull() {{
   [ "$running" -lt "$PARALLEL" ] || wait_all
 }}
 
-# One image a line: mirror_pull <repository path>@<digest> <local name>...
+# One image a line: the names it may be written with, then
+# mirror_pull <repository path>@<digest> <local name>...
 {images}
 wait_all
+if [ "$mirror_filtering" -gt 0 ]; then
+  printf '%s\\n' "$mirror_wanted" | while IFS= read -r wanted; do
+    [ -n "$wanted" ] || continue
+    printf '%s\\n' "$mirror_known" | grep -Fqx -- "$wanted" ||
+      echo "mirror: $wanted is not mirrored: the build pulls it upstream" >&2
+  done
+fi
 [ "$failed" = 0 ] || exit 1
-echo "mirror: {count} base images ready"
+echo "mirror: base images ready"
 """
 
 
@@ -285,8 +363,12 @@ def render_script(
         prelude="\n".join(_prelude(config, registry, replicas or {})),
         attempts=" ".join(str(i) for i in range(1, PULL_ATTEMPTS + 1)),
         last=PULL_ATTEMPTS,
-        images="\n".join(join(["mirror_pull", p.path, *p.names]) for p in pulls),
-        count=len(pulls),
+        awk=shlex.quote(DOCKERFILE_AWK.strip()),
+        images="\n".join(
+            f"{join(['mirror_wants', *spellings(p.source)])} && "
+            f"{join(['mirror_pull', p.path, *p.names])}"
+            for p in pulls
+        ),
     )
 
 

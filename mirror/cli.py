@@ -287,12 +287,15 @@ def _buildspec(config: Config, args: argparse.Namespace) -> int:
     if args.dockerfile:
         pulls, unused = only_used(pulls, base_images(args.dockerfile))
         warnings += unused
-    for warning in warnings:
-        print(f"mirror: warning: {warning}", file=sys.stderr)
     if args.merge:
-        text = merge_commands(args.merge, render_commands(config, registry, pulls, replicas))
+        text, merge_warnings = merge_commands(
+            args.merge, render_commands(config, registry, pulls, replicas)
+        )
+        warnings += merge_warnings
     else:
         text = render(args.format, config, registry, pulls, replicas)
+    for warning in warnings:
+        print(f"mirror: warning: {warning}", file=sys.stderr)
     destination = args.output or (str(args.merge) if args.merge else None)
     where = publish(text, destination)
     if where != "stdout":

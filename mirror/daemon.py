@@ -169,7 +169,11 @@ class Daemon:
             self._prune(config, clients)
         publishing = config.model.daemon.publish_buildspec
         if publishing and report.count(Action.COPIED) and not self._stop.is_set():
-            pulls, warnings = collect_pulls(config, clients)
+            try:
+                pulls, warnings = collect_pulls(config, clients)
+            except MirrorError as exc:  # the last good include stays published
+                log.error("buildspec_not_published", error=str(exc), hint=exc.hint)
+                return
             for warning in warnings:
                 log.warning("buildspec_left_out", detail=warning)
             registry = clients.target_registry

@@ -1,9 +1,11 @@
-"""Which images a Dockerfile pulls: its `FROM` lines and its `# syntax=` frontend.
+"""Which images a Dockerfile pulls: its `FROM` lines, the images BuildKit resolves for
+`COPY --from=<image>` and `RUN --mount=...,from=<image>`, and its `# syntax=` frontend.
 
 Follows the Dockerfile reference: parser directives only before any other line;
 backslash line continuations; comments; `FROM [--platform=...] image [AS name]` in any
 case; global `ARG name=default` before the first FROM substituted as `$name`, `${name}`,
-`${name:-default}`; a FROM naming an earlier stage (or `scratch`) is not an image.
+`${name:-default}`; a FROM naming an earlier stage (or `scratch`) is not an image, and a
+`--from` naming a stage (by name or index) is not either.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ _VARIABLE_RE = re.compile(r"\$(?:\{(\w+)(?::?([-+])([^}]*))?\}|(\w+))")
 class BaseImage:
     reference: str  # as written, with ARGs substituted
     line: int
-    kind: str = "from"  # "from" or "syntax"
+    kind: str = "from"  # "from", "copy", "run" (a --from or a mount's from=) or "syntax"
     path: str = ""
 
 
@@ -73,6 +75,23 @@ def _syntax_directive(text: str) -> BaseImage | None:
     return None
 
 
+def _flag_images(keyword: str, rest: str) -> list[str]:
+    """`--from=X` of a COPY, the `from=X` of each `--mount=` of a RUN."""
+    found = []
+    for word in rest.split():
+        if not word.startswith("--"):
+            break  # flags come first
+        name, _, value = word[2:].partition("=")
+        if keyword == "COPY" and name == "from" and value:
+            found.append(value)
+        elif keyword == "RUN" and name == "mount":
+            for field in value.split(","):
+                key, _, option = field.partition("=")
+                if key == "from" and option:
+                    found.append(option)
+    return found
+
+
 def parse_dockerfile(text: str) -> list[BaseImage]:
     """The images a Dockerfile needs, in order, without stages and `scratch`."""
     found: list[BaseImage] = []
@@ -89,6 +108,11 @@ def parse_dockerfile(text: str) -> list[BaseImage]:
             for item in rest.split():
                 name, sep, default = item.partition("=")
                 args[name] = _substitute(default.strip("\"'"), args) if sep else args.get(name, "")
+        elif keyword in ("COPY", "RUN"):
+            for source in _flag_images(keyword, rest):
+                image = _substitute(source, args)
+                if image.lower() not in stages and not image.isdigit():
+                    found.append(BaseImage(image, number, keyword.lower()))
         elif keyword == "FROM":
             seen_from = True
             words = [w for w in rest.split() if not w.startswith("--")]

@@ -8,7 +8,9 @@ A merge finds its own earlier block by the first and last commands it writes
 from __future__ import annotations
 
 import io
+import itertools
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -73,20 +75,61 @@ def _without_old_block(commands: CommentedSeq) -> None:
             del commands[start : end + 1]
 
 
-def merge_commands(buildspec: Path, commands: list[str]) -> str:
+_KEY_RE = re.compile(r"^( *)[^\s#-][^:]*:\s*(#.*)?$")
+_CHILD_RE = re.compile(r"^( *)(- )?\S")
+
+
+def _indentation(text: str) -> tuple[int, int, int]:
+    """(mapping, sequence, offset) as ruamel counts them, read off the file itself, so a
+    merge rewrites no line it does not change: `key:\n    sub:` is a mapping indent of 4,
+    `key:\n- item` a sequence offset of 0 (2 for `key:\n  - item`)."""
+    mapping: int | None = None
+    offset: int | None = None
+    lines = [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    for parent, line in itertools.pairwise(lines):
+        key, child = _KEY_RE.match(parent), _CHILD_RE.match(line)
+        if key is None or child is None:
+            continue
+        depth = len(child[1]) - len(key[1])
+        if child[2] and offset is None and depth >= 0:
+            offset = depth
+        elif not child[2] and mapping is None and depth > 0:
+            mapping = depth
+    offset = 2 if offset is None else offset
+    return mapping or 2, offset + 2, offset
+
+
+def merge_commands(buildspec: Path, commands: list[str]) -> tuple[str, list[str]]:
     """The buildspec with `commands` first in phases.pre_build.commands (replacing an
-    earlier mirror block), its comments, order and other phases kept."""
+    earlier mirror block), its comments, order, indentation and other phases kept; and
+    warnings for the user. A buildspec version 0.1 is refused: each of its commands runs in
+    a shell of its own, so the exported registry and the login would be lost."""
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 4096
     try:
-        document: Any = yaml.load(buildspec.read_text())
+        text = buildspec.read_text()
+        document: Any = yaml.load(text)
     except OSError as exc:
         raise ConfigError(f"cannot read {buildspec}: {exc.strerror}") from None
     except YAMLError as exc:
         raise ConfigError(f"{buildspec} is not valid YAML: {exc}") from None
     if not isinstance(document, CommentedMap):
         raise ConfigError(f"{buildspec} is not a buildspec (a mapping with version and phases)")
+    warnings = []
+    version = document.get("version")
+    if version is None:
+        warnings.append(f"{buildspec} has no version: CodeBuild needs version: 0.2")
+    elif str(version) != "0.2":
+        raise ConfigError(
+            f"{buildspec}: version {version} is not supported",
+            hint="in version 0.1 every command runs in its own shell, so MIRROR_REGISTRY and "
+            "the login would be lost between commands; use version: 0.2",
+        )
+    mapping, sequence, offset = _indentation(text)
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
     phases = document.setdefault("phases", CommentedMap())
     pre_build = phases.get("pre_build")
     if pre_build is None:
@@ -101,4 +144,4 @@ def merge_commands(buildspec: Path, commands: list[str]) -> str:
         existing.insert(offset, command)
     out = io.StringIO()
     yaml.dump(document, out)
-    return out.getvalue()
+    return out.getvalue(), warnings

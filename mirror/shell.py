@@ -17,8 +17,6 @@ from mirror.oci.grammar import is_aws_region, is_host
 __all__ = [
     "Var",
     "Word",
-    "defaulted",
-    "export_default",
     "join",
     "require_host",
     "require_region",
@@ -26,8 +24,6 @@ __all__ = [
 ]
 
 _NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)
-# What may stand unquoted inside "${NAME:-...}": no $, `, \, quote or blank.
-_DEFAULT_RE = re.compile(r"[A-Za-z0-9._:\[\]/-]+", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -54,22 +50,6 @@ def word(value: Word) -> str:
 def join(words: Iterable[Word]) -> str:
     """A simple command from its argv words."""
     return " ".join(word(w) for w in words)
-
-
-def defaulted(name: str, value: str) -> str:
-    """The word `"${NAME:-value}"`: the environment wins, `value` is the fallback.
-
-    `value` is a registry host or an AWS Region; anything that would be expanded inside
-    the double quotes is refused rather than quoted, since quotes are literal there."""
-    Var(name)
-    if not _DEFAULT_RE.fullmatch(value):
-        raise ValueError(f"unsafe default for {name}: {value!r}")
-    return f'"${{{name}:-{value}}}"'
-
-
-def export_default(name: str, value: str) -> str:
-    """`export NAME="${NAME:-value}"`."""
-    return f"export {name}={defaulted(name, value)}"
 
 
 def require_host(value: str) -> str:

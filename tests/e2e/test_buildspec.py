@@ -15,6 +15,7 @@ from tests.support import skopeo
 from tests.support.fake_ecr import ECR_CREDS
 from tests.support.images import Image, Index, Seeder, random_blob
 from tests.support.registry import LocalRegistry
+from tests.support.shims import Shims
 
 pytestmark = pytest.mark.e2e
 
@@ -229,3 +230,95 @@ def test_publishing_to_s3_and_ssm(mirrored, mirror, tmp_path):
     assert body == local.read_text()
     parameter = boto3.client("ssm").get_parameter(Name="/mirror/pull-script")["Parameter"]
     assert parameter["Value"] == local.read_text()
+
+
+def test_an_unreadable_target_writes_no_include_and_exits_1(mirrored, mirror, ecr, tmp_path):
+    out = tmp_path / "pull.sh"
+    out.write_text("the last good include\n")
+    ecr.data_plane.stop()  # the target cannot be read: an include now would pull nothing
+
+    run = mirror("buildspec", "--format", "script", "--output", str(out), config=mirrored)
+
+    assert run.code == 1
+    assert "no include was written" in run.err and ecr.host in run.err
+    assert out.read_text() == "the last good include\n"
+
+
+FOUR_SPACES = """\
+version: 0.2
+phases:
+    install:
+        commands:
+        - echo install    # unindented sequences, four-space mappings
+    pre_build:
+        commands:
+        - echo existing
+"""
+
+
+def test_a_merge_keeps_the_files_own_indentation_and_changes_no_other_line(
+    mirrored, mirror, tmp_path
+):
+    buildspec = tmp_path / "buildspec.yml"
+    buildspec.write_text(FOUR_SPACES)
+
+    assert mirror("buildspec", "--merge", str(buildspec), config=mirrored).code == 0
+
+    merged = buildspec.read_text().splitlines()
+    first = next(i for i, line in enumerate(merged) if "pulling mirrored base images" in line)
+    last = next(i for i, line in enumerate(merged) if "base images ready" in line)
+    assert merged[:first] + merged[last + 1 :] == FOUR_SPACES.splitlines()  # no other line moved
+    assert all(line.startswith("        - ") for line in merged[first : last + 1])  # its style
+
+
+@pytest.mark.parametrize(("version", "code"), [("version: 0.1\n", 2), ("", 0)])
+def test_a_merge_refuses_version_0_1_and_warns_without_a_version(
+    mirrored, mirror, tmp_path, version, code
+):
+    buildspec = tmp_path / "buildspec.yml"
+    text = version + "phases:\n  build:\n    commands:\n      - make\n"
+    buildspec.write_text(text)
+
+    run = mirror("buildspec", "--merge", str(buildspec), config=mirrored)
+
+    assert run.code == code
+    if code == 2:
+        assert "version 0.1" in run.err and "own shell" in run.err
+        assert buildspec.read_text() == text  # nothing written
+    else:
+        assert "has no version" in run.err
+
+
+def test_the_script_pulls_only_what_its_dockerfile_or_image_arguments_name(
+    mirrored, mirror, ecr, tmp_path
+):
+    script = tmp_path / "pull.sh"
+    assert (
+        mirror("buildspec", "--format", "script", "--output", str(script), config=mirrored).code
+        == 0
+    )
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "ARG EXPORTER=v1.8.2\nFROM nginx:1.16 AS web\n"
+        "COPY --from=quay.io/prometheus/node-exporter:${EXPORTER} /bin/node_exporter /x\n"
+        "FROM web\nFROM redis:7\n"
+    )
+    shims = Shims(tmp_path)
+
+    def pulled(*args: str) -> tuple[list[str], str]:
+        done = shims.run("sh", script, *args)
+        assert done.returncode == 0, done.stderr
+        tags = sorted(
+            c[3]
+            for c in shims.calls()
+            if c[:2] == ["docker", "tag"] and len(c) == 4 and "@" not in c[3]
+        )
+        return tags, done.stderr
+
+    by_file, err = pulled(str(dockerfile))
+    assert by_file == ["nginx:1.16", "quay.io/prometheus/node-exporter:v1.8.2"]
+    assert "redis:7 is not mirrored" in err
+    by_name, _ = pulled("docker.io/library/python:3.12")
+    assert by_name == ["python:3.12"]
+    everything, _ = pulled()
+    assert everything == ["nginx:1.16", "python:3.12", "quay.io/prometheus/node-exporter:v1.8.2"]

@@ -1,8 +1,11 @@
 """FROM lines as real Dockerfiles write them."""
 
+import subprocess
+
 import pytest
 
 from mirror.dockerfile import parse_dockerfile
+from mirror.dockerfile_awk import DOCKERFILE_AWK
 
 
 @pytest.mark.parametrize(
@@ -33,10 +36,33 @@ from mirror.dockerfile import parse_dockerfile
             ["docker/dockerfile:1.7", "alpine"],
         ),
         ("FROM alpine\n# syntax=docker/dockerfile:1\n", ["alpine"]),
+        # BuildKit resolves these remotely too: they need the mirror as much as FROM does.
+        ("FROM alpine\nCOPY --from=nginx:1.16 /etc/nginx /etc/nginx\n", ["alpine", "nginx:1.16"]),
+        (
+            "FROM alpine AS a\nFROM alpine\nCOPY --from=a /x /x\nCOPY --from=0 /y /y\n",
+            ["alpine", "alpine"],
+        ),
+        (
+            "FROM alpine\nRUN --mount=type=bind,from=golang:1.22,source=/go,target=/g go\n",
+            ["alpine", "golang:1.22"],
+        ),
+        ("FROM alpine\nRUN --mount=type=cache,target=/root/.cache pip install x\n", ["alpine"]),
+        (
+            "ARG GO=1.22\nFROM alpine\nCOPY --chown=1 --from=golang:${GO} /go /go\n",
+            ["alpine", "golang:1.22"],
+        ),
+        ("FROM alpine\nRUN echo --from=nginx\n", ["alpine"]),  # not a flag of RUN
     ],
 )
-def test_from_lines(dockerfile, expected):
+def test_from_lines(dockerfile, expected, tmp_path):
     assert [image.reference for image in parse_dockerfile(dockerfile)] == expected
+    # The generated script's awk scanner finds the very same images (mawk and POSIX awk).
+    path = tmp_path / "Dockerfile"
+    path.write_text(dockerfile)
+    found = subprocess.run(
+        ["awk", DOCKERFILE_AWK, str(path)], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.splitlines() == expected
 
 
 def test_line_numbers_point_at_the_instruction():

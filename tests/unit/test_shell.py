@@ -8,7 +8,7 @@ import pytest
 
 from mirror.buildspec import Pull
 from mirror.oci.reference import parse_reference
-from mirror.shell import Var, defaulted, export_default, join
+from mirror.shell import Var, join, require_host, require_region
 
 HOSTILE = [
     "1.0'; touch PWNED; '",
@@ -44,13 +44,14 @@ def test_every_hostile_word_reaches_the_command_exactly_and_runs_nothing(shell, 
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_a_default_that_would_expand_inside_double_quotes_is_refused():
-    assert export_default("MIRROR_REGISTRY", "127.0.0.1:5000") == (
-        'export MIRROR_REGISTRY="${MIRROR_REGISTRY:-127.0.0.1:5000}"'
-    )
-    for value in ("a$(id)", "a`id`", 'a"b', "a b", "a\\b", ""):
+def test_hosts_and_regions_that_stand_unquoted_in_case_arms_are_checked():
+    assert require_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com")
+    assert require_region("eu-west-1") == "eu-west-1"
+    for value in ("a$(id)", "a`id`", 'a"b', "a b", "a\\b", "", "x;y"):
         with pytest.raises(ValueError):
-            defaulted("AWS_REGION", value)
+            require_host(value)
+        with pytest.raises(ValueError):
+            require_region(value)
     with pytest.raises(ValueError):
         Var("A; rm")
 
