@@ -130,9 +130,24 @@ def consumer_policy(config: Config, account: str | None = None) -> dict[str, Any
     }
 
 
+def _uses_account(config: Config) -> bool:
+    """Whether any statement names the target's account: an ECR target, prune, a config
+    or include in Parameter Store, an event bus given by name."""
+    model = config.model
+    sources = [
+        config.source,
+        *([model.daemon.publish_buildspec.output] if model.daemon.publish_buildspec else []),
+    ]
+    in_ssm = any(source.startswith("ssm:") for source in sources)
+    bus = any(
+        s.eventbridge is not None and not s.eventbridge.bus.startswith("arn:") for s in model.events
+    )
+    return model.target.kind == "ecr" or model.prune is not None or in_ssm or bus
+
+
 def needs_account(config: Config) -> bool:
     """Whether the policy names the account and `target.registry` does not say it."""
-    return not re.match(r"^\d{12}\.", config.model.target.registry or "")
+    return _uses_account(config) and not re.match(r"^\d{12}\.", config.model.target.registry or "")
 
 
 def policy_document(
@@ -142,7 +157,10 @@ def policy_document(
     `account` is used when `target.registry` does not name one; what the caller should
     know about the result is appended to `warnings`."""
     warnings = [] if warnings is None else warnings
-    account, region = account_and_region(config, account)
+    if _uses_account(config):
+        account, region = account_and_region(config, account)
+    else:  # no statement names an account or a Region (S3, SNS and secret ARNs are given)
+        account, region = "", ""
     statements = (
         _ecr_statements(config, account, region) if config.model.target.kind == "ecr" else []
     )

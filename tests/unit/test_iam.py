@@ -43,7 +43,7 @@ def policy(tmp_path, capsys, monkeypatch):
         path.write_text(text)
         code = main(["iam-policy", "--config", str(path), *args])
         out, err = capsys.readouterr()
-        return code, (json.loads(out) if code == 0 else {}), err
+        return code, (json.loads(out) if code == 0 and out.strip() else {}), err
 
     return run
 
@@ -123,3 +123,14 @@ def test_the_registry_names_the_account(policy):
     assert all(
         ACCOUNT in arn or arn == "*" for arns in resources(document).values() for arn in arns
     )
+
+
+def test_a_config_that_needs_no_aws_asks_no_account(policy, capsys, monkeypatch):
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # STS must not be asked
+    target = "target: {kind: registry, registry_url: 'http://127.0.0.1:5002'}\n"
+    text = f"version: 1\n{target}images: [nginx:1.16]\n"
+
+    code, _, err = policy(text=text)
+
+    assert code == 0 and "needs no AWS permissions" in err
