@@ -17,6 +17,7 @@ from mirror.oci.grammar import is_aws_region, is_host
 __all__ = [
     "Var",
     "Word",
+    "inert",
     "join",
     "require_host",
     "require_region",
@@ -50,6 +51,18 @@ def word(value: Word) -> str:
 def join(words: Iterable[Word]) -> str:
     """A simple command from its argv words."""
     return " ".join(word(w) for w in words)
+
+
+# What may stand inside double quotes with nothing expanded but `$MIRROR_REGISTRY`.
+_INERT_RE = re.compile(r"[A-Za-z0-9._:/@= -]*(\$MIRROR_REGISTRY[A-Za-z0-9._:/@= -]*)?", re.ASCII)
+
+
+def inert(text: str) -> str:
+    """`text` for the inside of double quotes: grammar-checked names and paths, and at most
+    the one `$MIRROR_REGISTRY` expansion; anything else is refused, not quoted."""
+    if not _INERT_RE.fullmatch(text):
+        raise ValueError(f"not inert inside double quotes: {text!r}")
+    return text
 
 
 def require_host(value: str) -> str:

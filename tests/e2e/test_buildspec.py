@@ -145,22 +145,35 @@ def test_a_failed_pull_names_the_image_and_fails_the_script(mirrored, mirror, tm
     assert "could not pull" in done.stderr and "nginx:1.16" in done.stderr
 
 
-def test_only_the_images_the_dockerfiles_use_and_a_warning_for_the_rest(mirrored, mirror, tmp_path):
+def test_only_the_images_the_dockerfiles_use_and_a_warning_for_the_rest(
+    mirrored, mirror, ecr, tmp_path
+):
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(
         "ARG V=1.16\nFROM nginx:${V} AS web\nFROM web\nFROM redis:7\nFROM scratch\n"
     )
+    snippet = tmp_path / "mirror-contexts.sh"
 
     run = mirror(
-        "buildspec", "--format", "build-context", "--dockerfile", str(dockerfile), config=mirrored
-    )
+        "buildspec", "--format", "build-context", "--dockerfile", str(dockerfile),
+        "--output", str(snippet), config=mirrored,
+    )  # fmt: skip
 
-    assert run.code == 0
-    lines = run.out.splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith("--build-context nginx:1.16=docker-image://")
-    assert "@sha256:" in lines[0]
+    assert run.code == 0, run.err
     assert f"{dockerfile}:4: redis:7 is not in the config" in run.err
+    checked = subprocess.run(
+        ["shellcheck", "-s", "sh", str(snippet)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout
+    shims = Shims(tmp_path)
+    words = shims.build_contexts(snippet)
+    assert len(words) == 2 and words[0] == "--build-context"
+    name, _, ref = words[1].partition("=")
+    assert (
+        name == "nginx:1.16" and ref.startswith(f"docker-image://{ecr.host}/") and "@sha256:" in ref
+    )
+    # BuildKit resolves docker-image:// itself: the snippet logged in first, to that host.
+    assert ["docker", "login", "--username", "AWS", "--password-stdin", ecr.host] in shims.calls()
 
 
 BUILDSPEC = """\

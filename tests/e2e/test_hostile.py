@@ -8,7 +8,6 @@ tests/support/hostile.py, and asserts what did NOT happen as well as what did.
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import sys
 import time
@@ -127,10 +126,12 @@ def _run_every_include(mirror, config, shims: Shims, tmp_path: Path):
             done = shims.run(shell, path)
             assert done.returncode == 0, (path.name, shell, done.stderr)
             yield shims.calls()
-    flags = mirror("buildspec", "--format", "build-context", config=config)
-    for line in flags.out.splitlines():
-        words = shlex.split(line)
-        assert len(words) == 2 and words[0] == "--build-context", line
+    snippet = tmp_path / "contexts.sh"
+    run = mirror("buildspec", "--format", "build-context", "--output", str(snippet), config=config)
+    assert run.code == 0, run.err
+    words = shims.build_contexts(snippet)
+    assert words[::2] == ["--build-context"] * (len(words) // 2) and len(words) % 2 == 0
+    assert all("=docker-image://" in flag for flag in words[1::2])
 
 
 def test_a_pin_whose_head_announces_another_digest_writes_nothing(

@@ -55,6 +55,15 @@ class Shims:
             [shell, str(script), *args], env=env, capture_output=True, text=True, timeout=60
         )
 
+    def build_contexts(self, snippet: Path) -> list[str]:
+        """Source a `--format build-context` snippet under sh: MIRROR_BUILD_CONTEXTS, split
+        into words the way `docker buildx build $MIRROR_BUILD_CONTEXTS .` splits it."""
+        runner = snippet.with_suffix(".run.sh")
+        runner.write_text(f'. {snippet}\nprintf "%s\\n" $MIRROR_BUILD_CONTEXTS\n')
+        done = self.run("sh", runner)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
     def calls(self) -> list[list[str]]:
         if not self.log.exists():
             return []
