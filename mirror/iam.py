@@ -202,19 +202,26 @@ PRUNE_IN_USE_ACTIONS = (
 )
 
 
+def _remote_arn(source: str, account: str, region: str) -> tuple[str, str] | None:
+    """("s3" or "ssm", the ARN) of an `s3://` or `ssm:/` source; None for a local path."""
+    resource = remote_resource(source)
+    if resource is None:
+        return None
+    service, bucket, key = resource
+    if service == "s3":
+        return service, f"arn:aws:s3:::{bucket}/{key}"
+    return service, f"arn:aws:ssm:{region}:{account}:parameter{key}"
+
+
 def _protected_reads(config: Config, account: str, region: str) -> list[dict[str, Any]]:
     """Reading the locks and includes of `prune.protect` kept in S3 or Parameter Store."""
     assert config.model.prune is not None
-    objects, parameters = [], []
+    objects: list[str] = []
+    parameters: list[str] = []
     for source in config.model.prune.protect:
-        resource = remote_resource(source)
-        if resource is None:
-            continue
-        service, bucket, key = resource
-        if service == "s3":
-            objects.append(f"arn:aws:s3:::{bucket}/{key}")
-        else:
-            parameters.append(f"arn:aws:ssm:{region}:{account}:parameter{key}")
+        found = _remote_arn(source, account, region)
+        if found is not None:
+            (objects if found[0] == "s3" else parameters).append(found[1])
     statements: list[dict[str, Any]] = []
     for sid, action, arns in (
         ("PruneProtectObjects", "s3:GetObject", objects),
@@ -296,16 +303,14 @@ def _config_statements(config: Config, account: str, region: str) -> list[dict[s
         wanted.append(("PublishBuildspec", publishing.output, True))
     statements: list[dict[str, Any]] = []
     for sid, where, writes in wanted:
-        resource = remote_resource(where)
-        if resource is None:
+        found = _remote_arn(where, account, region)
+        if found is None:
             continue
-        service, bucket, key = resource
+        service, arn = found
         if service == "s3":
             action = "s3:PutObject" if writes else "s3:GetObject"
-            arn = f"arn:aws:s3:::{bucket}/{key}"
         else:
             action = "ssm:PutParameter" if writes else "ssm:GetParameter"
-            arn = f"arn:aws:ssm:{region}:{account}:parameter{key}"
         statements.append({"Sid": sid, "Effect": "Allow", "Action": [action], "Resource": arn})
     return statements
 

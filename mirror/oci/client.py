@@ -159,6 +159,13 @@ class RegistryClient:
             body = read_bounded(response, limit, what) if limit else read_error_body(response)
             return response, body
 
+    def _announced_digest(self, response: httpx.Response, what: str) -> str:
+        """The Docker-Content-Digest header, grammar-checked; "" when absent (it is optional)."""
+        digest = str(response.headers.get("docker-content-digest", "")).strip()
+        if digest:
+            require_digest(digest, f"{self.name}: {what}: Docker-Content-Digest")
+        return digest
+
     def _require(self, found: tuple[httpx.Response, bytes] | None) -> tuple[httpx.Response, bytes]:
         assert found is not None, "no absent status was given"
         return found
@@ -185,9 +192,7 @@ class RegistryClient:
             if found is None:
                 return None
             response, _ = found
-            digest = response.headers.get("docker-content-digest", "").strip()
-            if digest:
-                require_digest(digest, f"{self.name}: {what}: Docker-Content-Digest")
+            digest = self._announced_digest(response, what)
             length = response.headers.get("content-length", "")
             return Descriptor(
                 media_type=_media_type(response),
@@ -213,9 +218,7 @@ class RegistryClient:
                     follow_redirects=True,
                 )
             )
-            announced = response.headers.get("docker-content-digest", "").strip()
-            if announced:
-                require_digest(announced, f"{self.name}: {what}: Docker-Content-Digest")
+            announced = self._announced_digest(response, what)
             expected = reference if is_digest(reference) else announced or None
             return parse_manifest(raw, _media_type(response), expected)
 
