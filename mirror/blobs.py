@@ -8,12 +8,11 @@ held back until the check passes, so the target can never commit bad bytes.
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -26,6 +25,7 @@ from mirror.oci.grammar import require_digest
 from mirror.oci.limits import check_deadline
 from mirror.oci.types import Descriptor
 from mirror.retry import RetryPolicy
+from mirror.threads import ContextPool
 from mirror.upstream import Upstream
 
 __all__ = ["BlobCopier", "BlobOutcome", "verified_chunks"]
@@ -122,7 +122,7 @@ class BlobCopier:
     def __init__(self, target: RegistryClient, retry: RetryPolicy, workers: int) -> None:
         self._target = target
         self._retry = retry
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob")
+        self._pool = ContextPool(max_workers=workers, thread_name_prefix="blob")
         self._lock = threading.Lock()
         self._present: dict[str, set[str]] = {}
         self._in_flight: dict[str, Future[None]] = {}
@@ -143,9 +143,7 @@ class BlobCopier:
         # Each blob runs in a copy of this context: the image's deadline goes with it.
         futures = [
             self._pool.submit(
-                contextvars.copy_context().run,
-                self._ensure,
-                _BlobJob(upstream, source_repo, target_repo, blob, image),
+                self._ensure, _BlobJob(upstream, source_repo, target_repo, blob, image)
             )
             for blob in unique
         ]

@@ -10,6 +10,7 @@ Receivers dedupe on the event id, which is the same for every retry.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import json
@@ -205,7 +206,10 @@ class EventPublisher:
         self._lock = threading.Lock()
         self.sent = 0
         self.failed = 0
-        self._thread = threading.Thread(target=self._work, name="events", daemon=True)
+        # In the pass's context: an undelivered event is logged with its run_id.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._work,), name="events", daemon=True
+        )
         self._thread.start()
 
     def publish(self, event: TagMoved) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import uuid
 from collections.abc import MutableMapping
 from typing import Any, Literal
 
@@ -16,9 +17,34 @@ import structlog
 
 from mirror.secrets import REDACTED, mask
 
-__all__ = ["LogFormat", "redact", "scrub_text", "setup_logging"]
+__all__ = [
+    "LogFormat",
+    "bind_run",
+    "log_format",
+    "new_run_id",
+    "redact",
+    "scrub_text",
+    "setup_logging",
+]
 
 LogFormat = Literal["console", "json"]
+_format: list[LogFormat] = ["console"]
+
+
+def log_format() -> LogFormat:
+    """What setup_logging chose: JSON lines (for collectors) or console text."""
+    return _format[0]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def bind_run(run_id: str) -> None:
+    """Every line logged from here on in this context (and the threads that copy it) carries
+    `run_id`, so one pass's lines can be found together in CloudWatch Logs Insights."""
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+
 
 _SECRET_KEY_RE = re.compile(r"authorization|password|passwd|secret|token|credential", re.I)
 _SECRET_VALUE_RE = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
@@ -104,6 +130,13 @@ class _LateStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 WIRE_LOGGERS = ("httpcore", "botocore", "boto3", "urllib3", "s3transfer")
 
 
+def _only_mirror_below_warning(record: logging.LogRecord) -> bool:
+    """Libraries say only what matters (WARNING and up) unless -v: botocore's "Found
+    credentials in environment variables" is not mirror's news. A filter on the handler,
+    because a library may set its own logger's level (werkzeug does)."""
+    return record.levelno >= logging.WARNING or record.name.partition(".")[0] == "mirror"
+
+
 def setup_logging(fmt: LogFormat = "console", verbose: int = 0, *, wire: bool = False) -> None:
     """`verbose`: 0 INFO, 1+ DEBUG for mirror and one INFO line per HTTP request (httpx);
     `wire` adds the libraries' wire logs. Every line, mirror's or a library's, passes
@@ -135,15 +168,20 @@ def setup_logging(fmt: LogFormat = "console", verbose: int = 0, *, wire: bool = 
             foreign_pre_chain=shared,
         )
     )
+    if not verbose:
+        handler.addFilter(_only_mirror_below_warning)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    # In a terminal the CLI prints a line per image on stdout; the log need not repeat them.
-    quiet_images = fmt == "console" and not verbose
-    logging.getLogger("mirror.images").setLevel(
-        logging.CRITICAL if quiet_images else logging.NOTSET
-    )
+    root.setLevel(level if verbose else logging.WARNING)
+    logging.getLogger("mirror").setLevel(level)
+    # In a terminal the CLI prints a line per image and a summary on stdout; the log need
+    # not repeat them.
+    quiet_events = fmt == "console" and not verbose
+    for machine in ("mirror.images", "mirror.passes"):
+        logging.getLogger(machine).setLevel(logging.CRITICAL if quiet_events else logging.NOTSET)
     # httpx logs every request at INFO (URL query strings are redacted): for -v only.
     logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
-    for noisy in WIRE_LOGGERS:
-        logging.getLogger(noisy).setLevel(logging.DEBUG if wire else logging.WARNING)
+    library_level = logging.INFO if verbose else logging.WARNING
+    for noisy in WIRE_LOGGERS:  # their DEBUG is wire traffic: --log-wire only
+        logging.getLogger(noisy).setLevel(logging.DEBUG if wire else library_level)
+    _format[0] = fmt

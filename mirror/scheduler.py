@@ -13,13 +13,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import structlog
 
 from mirror.quota import QuotaWait
+from mirror.threads import ContextPool
 
 __all__ = ["Outcome", "QuotaScheduler"]
 
@@ -81,7 +82,7 @@ class QuotaScheduler(Generic[T]):
             queues.setdefault(key, _Queue()).tasks.append(task)
         resumed: set[int] = set()
         running: dict[Future[None], tuple[str, T]] = {}
-        with ThreadPoolExecutor(self._workers, thread_name_prefix="image") as pool:
+        with ContextPool(self._workers, thread_name_prefix="image") as pool:
             while running or any(q.tasks for q in queues.values()):
                 if self._stop.is_set():
                     self._stopping(queues, defer)

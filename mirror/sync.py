@@ -15,7 +15,6 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import httpx
@@ -41,6 +40,7 @@ from mirror.report import (
 )
 from mirror.scheduler import QuotaScheduler
 from mirror.selection import select_tags
+from mirror.threads import ContextPool
 from mirror.upstream import Upstream
 from mirror.wiring import Clients
 
@@ -236,7 +236,7 @@ def resolve_jobs(
     target_registry = clients.target_registry
     entries = [entry for entry in config.images if wanted(entry)]
     workers = max(1, min(config.model.concurrency.images, len(entries)))
-    with ThreadPoolExecutor(workers, thread_name_prefix="list") as pool:
+    with ContextPool(workers, thread_name_prefix="list") as pool:
         listed = list(pool.map(lambda e: _list_safely(e, clients), entries))
     resolved = Resolved([], [])
     jobs: dict[str, CopyJob] = {}
@@ -330,7 +330,7 @@ class _Pass:
                 return None
             return _Pending(job, result, found, order)
 
-        with ThreadPoolExecutor(self.config.model.concurrency.images) as pool:
+        with ContextPool(self.config.model.concurrency.images) as pool:
             checked = list(pool.map(check, range(len(jobs)), jobs))
         pending = [p for p in checked if p is not None]
         pending.sort(key=lambda p: (p.check.staleness if p.check else Staleness.CHANGED, p.order))

@@ -6,13 +6,13 @@ import logging
 import pytest
 import structlog
 
-from mirror.log import scrub_text, setup_logging
+from mirror.log import bind_run, scrub_text, setup_logging
 from mirror.secrets import remember
 
 
 def test_secret_keys_and_auth_headers_are_redacted(capsys):
     setup_logging("json")
-    structlog.get_logger("t").info(
+    structlog.get_logger("mirror.t").info(
         "request",
         password="hunter2",
         headers={"Authorization": "Bearer abc.def", "Accept": "x"},
@@ -56,3 +56,32 @@ def test_urls_keep_their_host_and_path_for_the_reader():
         scrub_text("GET https://cdn.test/a/b?sig=x done")
         == "GET https://cdn.test/a/b?[REDACTED] done"
     )
+
+
+def test_library_chatter_stays_out_of_mirrors_stream_unless_verbose(capsys):
+    setup_logging("json")
+    logging.getLogger("botocore.credentials").info("Found credentials in environment variables.")
+    logging.getLogger("werkzeug").info("127.0.0.1 - GET / 200")
+    structlog.get_logger("mirror.sync").info("pass_started")
+    logging.getLogger("botocore.credentials").warning("credentials expire soon")
+    events = [json.loads(line)["event"] for line in capsys.readouterr().out.splitlines()]
+    assert events == ["pass_started", "credentials expire soon"]
+
+    setup_logging("json", verbose=1)
+    logging.getLogger("botocore.credentials").info("Found credentials in environment variables.")
+    assert "Found credentials" in capsys.readouterr().out
+
+
+def test_every_line_carries_the_run_id_even_from_a_worker_thread(capsys):
+    from mirror.threads import ContextPool
+
+    setup_logging("json")
+    bind_run("run-1")
+    with ContextPool(2) as pool:
+        pool.submit(structlog.get_logger("mirror.copy").info, "blob_copied").result()
+    structlog.get_logger("mirror.sync").info("pass_done")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["event"], line["run_id"]) for line in lines] == [
+        ("blob_copied", "run-1"),
+        ("pass_done", "run-1"),
+    ]
