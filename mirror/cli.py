@@ -26,11 +26,13 @@ from mirror.config.source import is_remote
 from mirror.daemon import Daemon, check_health
 from mirror.dockerfile import base_images
 from mirror.durations import parse_duration
+from mirror.emf import resolve_emf
 from mirror.errors import ConfigError, MirrorError, printable
 from mirror.iam import consumer_policy, destination_policies, needs_account, policy_document
 from mirror.lock import build_lock, pulls_from_lock, read_lock
-from mirror.log import setup_logging
+from mirror.log import bind_run, new_run_id, setup_logging
 from mirror.naming import target_reference
+from mirror.pass_events import announce_pass
 from mirror.prune import run_prune
 from mirror.publish import merge_commands, publish
 from mirror.ratelimit import probe_rate_limits
@@ -364,6 +366,9 @@ def _ratelimit(config: Config) -> int:
 
 def _run(config: Config, args: argparse.Namespace) -> int:
     human = args.log_format in (None, "console")
+    # A plan copies nothing: its figures would read as a sync's, and its heartbeat would
+    # hide a schedule that stopped syncing.
+    emf = resolve_emf(config.model.metrics) if args.command == "sync" else None
     clients = Clients(config)
     try:
         report = run_pass(
@@ -380,6 +385,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         clients.close()
     if human:
         print(_summary(report))
+    announce_pass(report, config.model.metrics, emf)
     if args.report:
         write_report(report, args.report)
     return EXIT_FAILED if report.failed else EXIT_OK
@@ -441,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(
         args.log_format or ("json" if daemon else "console"), args.verbose, wire=args.log_wire
     )
+    bind_run(new_run_id())
     if args.command == "health":
         return _health(args)
     try:

@@ -8,8 +8,11 @@
 - SIGTERM, which ECS sends: no new image starts, the ones in flight may finish within
   `daemon.grace_seconds`, then the process exits 0. A second signal exits at once. Tags
   are pushed last, so an abandoned image leaves no tag pointing at missing content.
-- `/healthz` (503 when no pass succeeded within `unhealthy_after` intervals) and
-  `/metrics` (Prometheus) on `daemon.health_port`; `mirror health` asks /healthz.
+- `/healthz` on `daemon.health_port` means liveness (mirror/liveness.py): 503 only when
+  the daemon cannot do its job; failed and deferred images are in its body, in `/metrics`
+  (Prometheus), and in the EMF documents of the JSON log, which the template alarms on.
+  `mirror health` asks /healthz.
+- Every line of a pass carries that pass's `run_id`; the daemon's own lines carry its own.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -31,9 +34,13 @@ import structlog
 from mirror.buildspec import collect_pulls, render, replica_registries
 from mirror.config import Config, load_config
 from mirror.config.model import DaemonSettings
+from mirror.emf import emit, heartbeat, resolve_emf
 from mirror.errors import ConfigError, MirrorError
 from mirror.health import HealthServer, Page, is_loopback
+from mirror.liveness import Liveness, pass_allowance
+from mirror.log import bind_run, new_run_id
 from mirror.metrics import DaemonMetrics
+from mirror.pass_events import announce_pass
 from mirror.prune import run_prune
 from mirror.publish import publish
 from mirror.report import Action, PassReport
@@ -44,6 +51,8 @@ __all__ = ["Daemon", "check_health"]
 
 log = structlog.get_logger(__name__)
 TICK_SECONDS = 0.5
+HEARTBEAT_SECONDS = 300.0  # an EMF heartbeat while live; the template alarms on its absence
+FAILURES_SHOWN = 50  # in /healthz; the rest are in the logs
 
 
 @dataclass
@@ -53,6 +62,8 @@ class _State:
     last_pass_failed: bool = False
     config_error: str | None = None
     passes: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)  # the last pass's
+    deferred: int = 0
 
 
 class Daemon:
@@ -72,23 +83,48 @@ class Daemon:
         self._last_prune = 0.0
         self.metrics = DaemonMetrics()
         self.state = _State(started_at=time.time())
+        self._emf = resolve_emf(self._config.model.metrics)  # a bad override is exit 2
+        self._run_id = new_run_id()
+        self._beat_at = 0.0
+        self.liveness = Liveness(
+            unhealthy_after=self._config.model.daemon.unhealthy_after,
+            allowance=self._allowance(self._config),
+            ticked_at=time.monotonic(),
+        )
 
     # --- health ----------------------------------------------------------------------
+    def _allowance(self, config: Config) -> float:
+        model = config.model
+        return pass_allowance(
+            model.daemon.unhealthy_after,
+            model.daemon.interval_seconds,
+            model.timeouts.resolved().image,
+            self._max_wait,
+        )
+
+    def problems(self) -> list[str]:
+        return self.liveness.problems(time.monotonic())
+
     def healthy(self) -> bool:
-        settings = self._config.model.daemon
-        allowed = settings.unhealthy_after * settings.interval_seconds
-        since = self.state.last_success or self.state.started_at
-        return time.time() - since <= allowed
+        return not self.problems()
 
     def health(self, *, detailed: bool = True) -> dict[str, Any]:
-        """The /healthz body; the text of a config error only for a loopback listener
-        (it may name buckets, parameters or files)."""
+        """The /healthz body: liveness, then what went wrong with images (not a reason to
+        restart). The text of a config error only for a loopback listener (it may name
+        buckets, parameters or files)."""
         error = self.state.config_error
+        problems = self.problems()
+        started = self.liveness.pass_started_at
         return {
-            "status": "ok" if self.healthy() else "unhealthy",
+            "status": "unhealthy" if problems else "ok",
+            "problems": problems,
             "passes": self.state.passes,
             "last_success": self.state.last_success,
             "last_pass_failed": self.state.last_pass_failed,
+            "failed_images": self.state.failures,
+            "deferred_images": self.state.deferred,
+            "target_unreachable_passes": self.liveness.target_down_passes,
+            "pass_running_seconds": None if started is None else round(time.monotonic() - started),
             "config_error": error if detailed or error is None else True,
             "stopping": self._stop.is_set(),
         }
@@ -121,16 +157,27 @@ class Daemon:
             log.error("config_invalid", error=str(exc), hint="the last good config keeps running")
             return self._config
         self._config, self.state.config_error = config, None
+        self.liveness.unhealthy_after = config.model.daemon.unhealthy_after
+        self.liveness.allowance = self._allowance(config)
         return config
 
     def _run_pass(self) -> None:
+        bind_run(new_run_id())  # this thread's lines, and the blob threads it starts
+        self.liveness.pass_started_at = time.monotonic()
+        try:
+            self._pass_body()
+        finally:
+            self.liveness.pass_started_at = None
+
+    def _pass_body(self) -> None:
         config = self._reload()
         self._plan(config.model.daemon)
         try:
             clients = Clients(config)
-        except MirrorError as exc:
-            log.error("pass_failed", error=str(exc))
+        except MirrorError as exc:  # ECR's login or the target's credentials: no target
+            log.error("pass_failed", error=str(exc), hint=exc.hint)
             self.state.last_pass_failed = True
+            self.liveness.target_down_passes += 1
             return
         try:
             options = SyncOptions(
@@ -141,6 +188,8 @@ class Daemon:
                 default_refresh=config.model.daemon.interval_seconds,
             )
             report = run_pass(config, clients, options)
+            down = clients.target_breaker.open
+            self.liveness.target_down_passes = self.liveness.target_down_passes + 1 if down else 0
             self._after(config, clients, report)
         except Exception:  # a bug must not kill the service; the next pass tries again
             log.exception("pass_crashed")
@@ -154,8 +203,14 @@ class Daemon:
         self.state.last_pass_failed = report.failed
         if not report.failed:
             self.state.last_success = finished
+        self.state.failures = [
+            {"source": r.source, "code": r.error.code if r.error else "INTERNAL"}
+            for r in report.images
+            if r.action is Action.FAILED
+        ][:FAILURES_SHOWN]
+        self.state.deferred = report.count(Action.DEFERRED)
         self.metrics.record(report, finished)
-        log.info("pass_done", seconds=round(report.seconds, 3), **report.summary())
+        announce_pass(report, config.model.metrics, self._emf)
         if report.retry_in is not None and not self._stop.is_set():
             self.request_pass(delay=report.retry_in)
         refreshes = [e.refresh for e in config.images if e.refresh is not None]
@@ -218,7 +273,15 @@ class Daemon:
     def _grace(self) -> float:
         return self._config.model.daemon.grace_seconds
 
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.liveness.ticked_at = now
+        if now - self._beat_at >= HEARTBEAT_SECONDS and self.healthy():
+            self._beat_at = now
+            emit(self._config.model.metrics, [heartbeat(self._emf)])
+
     def run(self) -> int:
+        bind_run(self._run_id)
         settings = self._config.model.daemon
         server = _health_server(self, settings.health_address, settings.health_port)
         server.start()
@@ -227,6 +290,7 @@ class Daemon:
         self._plan(settings)
         log.info("daemon_started", health_port=settings.health_port, shard=list(self._shard))
         while not self._stop.is_set():
+            self._tick()
             self._jobs.run_pending()
             busy = self._pass is not None and self._pass.is_alive()
             if self._due_at is not None and self._due_at <= time.monotonic() and not busy:

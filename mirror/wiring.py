@@ -87,6 +87,10 @@ class Clients:
     a config error before anything is touched.
     """
 
+    # Open at the end of a pass when the target refused every connection: the daemon's
+    # liveness counts such passes.
+    target_breaker: Breaker
+
     def __init__(self, config: Config, retry: RetryPolicy | None = None) -> None:
         model = config.model
         self.retry = retry or RetryPolicy()
@@ -117,6 +121,7 @@ class Clients:
                 else None
             )
             self.target_registry = target_registry_name(config)
+            self.target_breaker = Breaker(self.target_registry, TARGET_UNAVAILABLE)
             self.target = self._client(
                 model.target.registry_url,
                 self.target_registry,
@@ -127,7 +132,7 @@ class Clients:
                     origin=model.target.registry_url,
                 ),
                 self.retry,
-                breaker=Breaker(self.target_registry, TARGET_UNAVAILABLE),
+                breaker=self.target_breaker,
             )
 
     def _ecr_target(self) -> tuple[RegistryClient, str]:
@@ -176,6 +181,7 @@ class Clients:
                 host.split(".", 1)[0],
             )
         url = target.registry_url or f"https://{host}"
+        self.target_breaker = Breaker(host, TARGET_UNAVAILABLE)
         auth = RefreshingBasicAuth(self.ecr.authorization, origin=url)
         client = self._client(
             url,
@@ -183,7 +189,7 @@ class Clients:
             auth,
             self.retry,
             pacer=Pacer(ECR_PUT_IMAGE_RATE),
-            breaker=Breaker(host, TARGET_UNAVAILABLE),
+            breaker=self.target_breaker,
         )
         return client, host
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from mirror.cli import main
+from tests.support.daemon import RunningDaemon
 from tests.support.fake_ecr import REGION, FakeEcr, fake_ecr, moto_server
 from tests.support.hub import DockerHubFront
 from tests.support.images import Seeder
@@ -49,6 +50,23 @@ def hub_account(hub: DockerHubFront, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv("HUB_TOKEN", token)
 
     return make
+
+
+@pytest.fixture
+def daemon_for(tmp_path: Path) -> Iterator[Callable[[Path, int], RunningDaemon]]:
+    """`daemon_for(config, port)`: a `mirror daemon` subprocess, killed after the test."""
+    started: list[RunningDaemon] = []
+
+    def start(config: Path, port: int) -> RunningDaemon:
+        running = RunningDaemon(config, port, tmp_path / f"daemon-{len(started)}.log")
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
 
 
 @pytest.fixture

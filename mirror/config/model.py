@@ -37,6 +37,7 @@ __all__ = [
     "EnvCredentials",
     "ImageSpec",
     "KmsEncryption",
+    "MetricsSettings",
     "MirrorConfig",
     "PublishSettings",
     "PullAccess",
@@ -325,6 +326,36 @@ class PublishSettings(Section):
     format: Literal["buildspec", "script", "build-context"] = "script"
 
 
+# CloudWatch: a namespace of letters, digits and . - _ / # : (at most 255), not AWS/.
+_NAMESPACE_RE = re.compile(r"^(?!AWS/)[A-Za-z0-9.\-_/#:]{1,255}$")
+
+
+def check_namespace(value: str) -> str:
+    if not _NAMESPACE_RE.match(value):
+        raise ValueError(
+            f"invalid CloudWatch namespace {value!r}: use letters, digits and . - _ / # : "
+            "(at most 255), not starting with AWS/"
+        )
+    return value
+
+
+def check_dimension_value(value: str) -> str:
+    if not 1 <= len(value) <= 1024 or not value.isascii() or not value.isprintable():
+        raise ValueError(f"invalid metric dimension value {value!r}: 1-1024 printable ASCII")
+    return value
+
+
+class MetricsSettings(Section):
+    """CloudWatch Embedded Metric Format documents in the JSON log: metrics with no agent."""
+
+    emf: bool = True
+    namespace: str = "mirror"  # MIRROR_METRICS_NAMESPACE overrides it
+    service: str = "mirror"  # the Service dimension, one per deployment; MIRROR_METRICS_SERVICE
+
+    _namespace = field_validator("namespace")(check_namespace)
+    _service = field_validator("service")(check_dimension_value)
+
+
 class DaemonSettings(Section):
     every: str | None = None  # 30s, 10m, 6h
     at: list[str] | None = None  # daily times, UTC: ["02:00", "14:00"]
@@ -593,6 +624,7 @@ class MirrorConfig(Section):
     concurrency: Concurrency = Concurrency()
     timeouts: TimeoutSettings = TimeoutSettings()
     daemon: DaemonSettings = DaemonSettings()
+    metrics: MetricsSettings = MetricsSettings()
     prune: PruneSettings | None = None
     events: list[EventSink] = Field(default_factory=list)  # where moved-tag events go
     images: list[ImageEntrySpec] = Field(min_length=1)

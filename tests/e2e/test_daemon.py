@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support import skopeo
+from tests.support.daemon import daemon_config, wait_for
 from tests.support.images import Image, random_blob
 from tests.support.registry import free_port
 
@@ -22,66 +20,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB_PREFIX = "mirror/docker-hub/library"
-
-
-def wait_for(what: Callable[[], object], timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = what()
-        except (httpx.HTTPError, AssertionError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class RunningDaemon:
-    def __init__(self, config: Path, port: int, log: Path) -> None:
-        self.port = port
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mirror.cli", "daemon", "--config", str(config)],
-            cwd=ROOT,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def health(self) -> dict[str, object]:
-        return dict(httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).json())
-
-    def metrics(self) -> str:
-        return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
-
-    def events(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-
-@pytest.fixture
-def daemon_for(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
-    started: list[RunningDaemon] = []
-
-    def start(config: Path, port: int) -> RunningDaemon:
-        running = RunningDaemon(config, port, tmp_path / f"daemon-{len(started)}.log")
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
-
-
-def daemon_config(write_config, target, hub, images: str, port: int, extra: str = ""):
-    section = f"daemon:\n  every: 2s\n  health_address: 127.0.0.1\n  health_port: {port}\n"
-    return write_config(target, images, docker_io=hub.url, extra=section + extra)
 
 
 def test_the_daemon_syncs_at_start_and_on_schedule_and_reports_health_and_metrics(
