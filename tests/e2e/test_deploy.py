@@ -5,6 +5,7 @@ shapes (the daemon service and the scheduled sync), with a task role equal to wh
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -100,7 +101,7 @@ def test_the_daemon_service_deploys_with_the_task_role_mirror_iam_policy_asks_fo
 
     outputs = deploy(
         "mirror", RunAs="service", ConfigBucket="ops", ConfigKey="mirror.yaml",
-        DockerHubSecretArn=SECRET,
+        UpstreamSecretArns=SECRET,
     )  # fmt: skip
 
     ecs = boto3.client("ecs")
@@ -146,3 +147,116 @@ def test_the_scheduled_sync_deploys_without_a_service_or_a_health_check(aws):
     assert run_task["Action"] == ["ecs:RunTask"]
     assert run_task["Resource"].endswith(":task-definition/mirror-sync:*")
     assert pass_role["Action"] == ["iam:PassRole"]
+
+
+def created_of_type(stack: str, kind: str) -> list[dict[str, Any]]:
+    resources = boto3.client("cloudformation").list_stack_resources(StackName=stack)
+    return [r for r in resources["StackResourceSummaries"] if r["ResourceType"] == kind]
+
+
+def alarms_of(stack: str) -> dict[str, dict[str, Any]]:
+    alarms = boto3.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    return {a["MetricName"]: a for a in alarms if a["AlarmName"].startswith(stack + "-")}
+
+
+@pytest.mark.parametrize("shape", ["service", "schedule"])
+def test_on_call_gets_alarms_on_the_emf_metrics_and_on_failed_tasks(aws, shape):
+    boto3.client("ssm").put_parameter(
+        Name="/mirror/config", Value=EXAMPLE.read_text(), Type="String"
+    )
+    stack = f"mirror-{shape}"
+
+    outputs = deploy(stack, RunAs=shape, UpstreamSecretArns=SECRET, PassIntervalSeconds="3600")
+
+    topic = outputs["AlarmTopicArn"]
+    assert topic in boto3.client("sns").list_topics()["Topics"][0].values()
+    alarms = alarms_of(stack)
+    assert set(alarms) == {"ImagesFailed", "Heartbeat", "ImagesDeferred"}
+    for alarm in alarms.values():
+        assert alarm["Namespace"] == "mirror"
+        assert alarm["Dimensions"] == [{"Name": "Service", "Value": stack}]
+        assert alarm["AlarmActions"] == [topic] and alarm["Period"] == 3600
+    assert alarms["Heartbeat"]["TreatMissingData"] == "breaching"
+    assert alarms["ImagesFailed"]["EvaluationPeriods"] == 2
+    assert alarms["ImagesFailed"]["Statistic"] == "Minimum"
+    environment = {e["name"]: e["value"] for e in container(outputs)["environment"]}
+    assert environment["MIRROR_METRICS_SERVICE"] == stack  # what the alarms select
+    assert environment["MIRROR_METRICS_NAMESPACE"] == "mirror"
+
+    events = boto3.client("events")
+    (rule,) = events.list_rules()["Rules"]
+    pattern = json.loads(rule["EventPattern"])
+    assert pattern["detail-type"] == ["ECS Task State Change"]
+    assert pattern["detail"]["clusterArn"] == [outputs["ClusterArn"]]
+    assert {"containers": {"exitCode": [{"anything-but": 0}]}} in pattern["detail"]["$or"]
+    (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert target["Arn"] == topic
+
+
+@pytest.mark.parametrize("shape", ["service", "schedule"])
+def test_every_option_at_once_deploys_private_subnets_an_existing_cluster_and_tags(aws, shape):
+    boto3.client("ssm").put_parameter(
+        Name="/mirror/config", Value=EXAMPLE.read_text(), Type="String"
+    )
+    cluster = boto3.client("ecs").create_cluster(clusterName="platform")["cluster"]["clusterArn"]
+    topic = boto3.client("sns").create_topic(Name="on-call")["TopicArn"]
+    ec2 = boto3.client("ec2")
+    route_table = ec2.describe_route_tables()["RouteTables"][0]["RouteTableId"]
+    key = "arn:aws:kms:us-east-1:123456789012:key/0b5c2b8e-3f5e-4a36-9d4e-1c1f4b7b0c11"
+    other = SECRET.replace("dockerhub-AbCdEf", "ghcr-XyZ123")
+    stack = f"all-{shape}"
+
+    outputs = deploy(
+        stack, RunAs=shape, ExistingClusterArn=cluster, CreateVpcEndpoints="true",
+        RouteTableIds=route_table, UpstreamSecretArns=f"{SECRET},{other}",
+        UpstreamSecretsKmsKeyArn=key, AlarmTopicArn=topic, LogRetentionDays="90",
+        LogKmsKeyArn=key, TagKey="cost-center", TagValue="platform", MetricsNamespace="ops/mirror",
+    )  # fmt: skip
+
+    assert outputs["ClusterArn"] == cluster and outputs["AlarmTopicArn"] == topic
+    assert created_of_type(stack, "AWS::ECS::Cluster") == []
+    assert created_of_type(stack, "AWS::SNS::Topic") == []
+    endpoints = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    services = {e["ServiceName"].rsplit(".", 1)[-1] if "ecr" not in e["ServiceName"] else
+                e["ServiceName"].split("us-east-1.")[1] for e in endpoints}  # fmt: skip
+    assert services == {"ecr.api", "ecr.dkr", "logs", "sts", "secretsmanager", "ssm", "s3"}
+    (gateway,) = [e for e in endpoints if e["VpcEndpointType"] == "Gateway"]
+    assert gateway["RouteTableIds"] == [route_table]
+    statements = by_sid(task_role_policy(outputs))
+    assert statements["UpstreamCredentials"]["Resource"] == [SECRET, other]
+    assert statements["UpstreamCredentialsKey"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}
+    }
+    (group,) = boto3.client("logs").describe_log_groups(logGroupNamePrefix=outputs["LogGroupName"])[
+        "logGroups"
+    ]
+    assert group["retentionInDays"] == 90
+    # moto 5.2 drops a CloudFormation log group's KmsKeyId (it reads `kmsKeyId`): the
+    # template's wiring, then.
+    template, _ = decode(str(TEMPLATE))
+    assert template["Resources"]["LogGroup"]["Properties"]["KmsKeyId"] == {
+        "Fn::If": ["HasLogKey", {"Ref": "LogKmsKeyArn"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert all(a["Namespace"] == "ops/mirror" for a in alarms_of(stack).values())
+    role = outputs["TaskRoleArn"].rsplit("/", 1)[-1]
+    tags = boto3.client("iam").list_role_tags(RoleName=role)["Tags"]
+    assert {"Key": "cost-center", "Value": "platform"} in tags
+    logs = boto3.client("logs")
+    assert logs.list_tags_for_resource(resourceArn=group["arn"].removesuffix(":*"))["tags"] == {
+        "cost-center": "platform"
+    }
+    # The service and the tasks carry the tags too; moto 5.2 ignores a template's ECS Tags
+    # and PropagateTags, so the template says it.
+    resources = template["Resources"]
+    tag = {"Fn::If": ["HasTag", [{"Key": {"Ref": "TagKey"}, "Value": {"Ref": "TagValue"}}],
+                      {"Ref": "AWS::NoValue"}]}  # fmt: skip
+    untagged = {r["Type"] for r in resources.values() if r["Properties"].get("Tags") != tag}
+    # the three types whose CloudFormation schema has no Tags
+    assert untagged == {
+        "AWS::SNS::TopicPolicy",
+        "AWS::SNS::Subscription",
+        "AWS::Scheduler::Schedule",
+    }
+    assert resources["Service"]["Properties"]["PropagateTags"] == "SERVICE"
+    ecs_target = resources["Schedule"]["Properties"]["Target"]["EcsParameters"]
+    assert ecs_target["PropagateTags"] == "TASK_DEFINITION"

@@ -1,5 +1,6 @@
 """A faithful local ECR: moto in server mode for the control plane, and a distribution
-registry with htpasswd `AWS` / `123456789012-auth-token` (moto's token) as the data plane."""
+registry with htpasswd `AWS` / `123456789012-auth-token` (moto's token) as the data plane.
+The server runs in this process, which lets it learn what moto 5.2 lacks and AWS documents."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 import httpx
 from moto.server import ThreadedMotoServer
 
+from tests.support.moto_alarms import teach_moto_alarms
 from tests.support.registry import LocalRegistry, free_port
 
 __all__ = ["ACCOUNT", "ECR_CREDS", "REGION", "FakeEcr", "fake_ecr", "moto_server"]
@@ -47,6 +49,7 @@ def _teach_moto_since_image_pulled() -> None:
 def moto_server() -> Iterator[str]:
     """moto in server mode on 127.0.0.1; yields its endpoint URL."""
     _teach_moto_since_image_pulled()
+    teach_moto_alarms()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     try:
