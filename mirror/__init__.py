@@ -1,8 +1,7 @@
-"""mirror: keep private registry copies of upstream base images in sync."""
+"""mirror: keep private registry copies of upstream base images in sync.
 
-from importlib.metadata import PackageNotFoundError, version
+The version is written here and nowhere else: pyproject.toml reads it for the package
+metadata, and `mirror --version` prints it (docs/release.md).
+"""
 
-try:
-    __version__ = version("mirror")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+source"
+__version__ = "0.2.0"

@@ -36,7 +36,7 @@ def deploy(name: str, **parameters: str) -> dict[str, str]:
     """Create the stack; returns its outputs."""
     subnets = boto3.client("ec2").describe_subnets()["Subnets"]
     given = {
-        "ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/tools/mirror:0.1.0",
+        "ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/tools/mirror:0.2.0",
         "VpcId": subnets[0]["VpcId"],
         "Subnets": ",".join(s["SubnetId"] for s in subnets[:2]),
         **parameters,

@@ -1,17 +1,26 @@
-"""The image as it is built: hadolint on the Dockerfile, and the wheel installed into a
-clean venv (what the Dockerfile's build stage does) running `mirror` as the image runs it."""
+"""The release as users get it: the sdist and wheel `python -m build` makes (offline), clean
+for `twine check`, the wheel installed into a clean venv running every subcommand and the
+daemon as the image runs it; hadolint on the Dockerfile, and its lock. `.ci/image` builds
+and starts the image itself."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import signal
 import subprocess
 import sys
+import tarfile
 import time
+import tomllib
+import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from mirror import __version__
 from tests.support.images import Image, random_blob
@@ -42,18 +51,90 @@ def test_the_dockerfile_runs_the_daemon_as_a_non_root_user_with_a_health_check()
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python -m build` as the release procedure runs it, without network (no isolation:
+    the build backend comes from the test environment)."""
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel", "--outdir", out,
+         ROOT],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clean venv holding only the built wheel and its declared dependencies."""
     assert WHEELHOUSE.is_dir(), "run `bash .ci/install` first: it fills .wheelhouse"
-    work = tmp_path_factory.mktemp("wheel")
+    work = tmp_path_factory.mktemp("venv")
     offline = ["--no-index", "--find-links", str(WHEELHOUSE), "--disable-pip-version-check"]
-    pip = [sys.executable, "-m", "pip", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", *offline, "-w", work / "dist", ROOT], check=True)
-    (wheel,) = (work / "dist").glob("mirror-*.whl")
-    subprocess.run([sys.executable, "-m", "venv", work / "venv"], check=True)
-    venv_pip = [work / "venv/bin/python", "-m", "pip", "-q"]
-    subprocess.run([*venv_pip, "install", *offline, wheel], check=True)
-    return work / "venv/bin/mirror"
+    (wheel,) = dist.glob("base_image_mirror-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", work], check=True)
+    subprocess.run([work / "bin/python", "-m", "pip", "-q", "install", *offline, wheel], check=True)
+    return work / "bin/mirror"
+
+
+def test_the_release_artifacts_are_named_versioned_licensed_and_pass_twine_check(dist):
+    names = sorted(p.name for p in dist.iterdir())
+    assert names == [
+        f"base_image_mirror-{__version__}-py3-none-any.whl",
+        f"base_image_mirror-{__version__}.tar.gz",
+    ]
+    checked = subprocess.run(
+        [BIN / "twine", "check", "--strict", *dist.iterdir()], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    (wheel,) = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read(f"base_image_mirror-{__version__}.dist-info/METADATA").decode()
+        files = archive.namelist()
+    assert "License-Expression: Apache-2.0" in metadata
+    assert f"base_image_mirror-{__version__}.dist-info/licenses/LICENSE" in files
+    assert f"base_image_mirror-{__version__}.dist-info/licenses/NOTICE" in files
+    assert not [f for f in files if f.startswith("tests/")]
+    with tarfile.open(next(dist.glob("*.tar.gz"))) as sdist:
+        members = {m.name.split("/", 1)[1] for m in sdist.getmembers() if "/" in m.name}
+    assert {"LICENSE", "NOTICE", "README.md", "pyproject.toml", "mirror/cli.py"} <= members
+
+
+def test_every_subcommand_of_the_installed_wheel_has_help(installed):
+    commands = sorted(_subcommands())
+    assert "sync" in commands and "daemon" in commands
+    for command in commands:
+        ran = run_installed(installed, command, "--help")
+        assert ran.returncode == 0, (command, ran.stderr)
+        assert ran.stdout.startswith("usage: mirror"), (command, ran.stdout)
+
+
+def _subcommands() -> list[str]:
+    from mirror.cli import _parser
+
+    (commands,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(commands.choices)
+
+
+def test_the_lock_pins_every_dependency_with_hashes():
+    """requirements.lock, what the Dockerfile installs with --require-hashes, must hold a
+    version each dependency in pyproject.toml accepts, every pin with its hashes: a
+    dependency added without `bash .ci/lock` fails here, not in an image build."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    text = (ROOT / "requirements.lock").read_text()
+    pins = {
+        canonicalize_name(m["name"]): (Version(m["version"]), m["rest"])
+        for m in re.finditer(
+            r"^(?P<name>[A-Za-z0-9_.-]+)==(?P<version>\S+)(?P<rest>(?: \\\n\s+--hash=\S+)*)",
+            text,
+            re.M,
+        )
+    }
+    assert pins, "no pins found"
+    for name, (_, hashes) in pins.items():
+        assert "--hash=sha256:" in hashes, f"{name} has no hash"
+    for requirement in [*map(Requirement, project["dependencies"]), Requirement("setuptools>=77")]:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in requirements.lock: run bash .ci/lock"
+        assert requirement.specifier.contains(pins[name][0]), (name, pins[name][0])
 
 
 def run_installed(mirror: Path, *args: str, env: dict[str, str] | None = None):
