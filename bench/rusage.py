@@ -1,4 +1,5 @@
-"""Run a command and print its wall time and peak RSS: `python -m bench.rusage OUT -- CMD...`.
+"""Run a command; write its wall time, peak RSS (KiB) and CPU seconds (user + system) to OUT:
+`python -m bench.rusage OUT -- CMD...`.
 
 Linux keeps a process's peak RSS across exec, and a child started from a large parent
 starts out sharing the parent's pages, so measuring from the benchmark process itself
@@ -21,7 +22,7 @@ def main() -> int:
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     with open(out, "w") as handle:
-        handle.write(f"{elapsed} {usage.ru_maxrss}\n")
+        handle.write(f"{elapsed} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}\n")
     return os.waitstatus_to_exitcode(status)
 
 

@@ -24,6 +24,7 @@ from mirror.oci.client import RegistryClient
 from mirror.oci.grammar import require_digest
 from mirror.oci.limits import check_deadline
 from mirror.oci.types import Descriptor
+from mirror.oci.wire import READINTO
 from mirror.retry import RetryPolicy
 from mirror.threads import ContextPool
 from mirror.upstream import Upstream
@@ -32,7 +33,8 @@ __all__ = ["BlobCopier", "BlobOutcome", "verified_chunks"]
 
 log = structlog.get_logger(__name__)
 
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = 256 * 1024  # httpx's transport
+WIRE_CHUNK_SIZE = 1024 * 1024  # the lean wire's buffers: two per blob in flight
 PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 PROGRESS_EVERY_SECONDS = 5.0
 
@@ -48,13 +50,20 @@ ProgressFn = Callable[[int], None]
 
 def verified_chunks(
     response: httpx.Response, digest: str, size: int, progress: ProgressFn | None = None
-) -> Iterator[bytes]:
-    """Yield a blob's bytes, raising IntegrityError before the last chunk if they are wrong."""
+) -> Iterator[bytes | memoryview]:
+    """Yield a blob's bytes, raising IntegrityError before the last chunk if they are wrong.
+
+    Over the lean wire (mirror/oci/wire.py) the body is read into two reusable 1 MiB
+    buffers and hashed in place; each chunk yielded is a view that stays valid until the
+    next one is asked for, which is how the PUT consumes it. The previous chunk is held
+    back until the next has arrived, so the last one is sent only once size and digest
+    have been checked.
+    """
     algorithm, _, expected_hex = require_digest(digest, "blob").partition(":")
     hasher = hashlib.new(algorithm)
     received = 0
-    held: bytes | None = None
-    for chunk in response.iter_raw(CHUNK_SIZE):
+    held: bytes | memoryview | None = None
+    for chunk in _chunks(response):
         received += len(chunk)
         if received > size:
             raise IntegrityError(
@@ -76,6 +85,23 @@ def verified_chunks(
         )
     if held is not None:
         yield held
+
+
+def _chunks(response: httpx.Response) -> Iterator[bytes | memoryview]:
+    readinto = response.extensions.get(READINTO)
+    if readinto is None:  # httpx's own transport (behind a proxy)
+        yield from response.iter_raw(CHUNK_SIZE)
+        return
+    # Two buffers: one is being sent while the other fills.
+    views = [memoryview(bytearray(WIRE_CHUNK_SIZE)) for _ in range(2)]
+    turn = 0
+    while True:
+        view = views[turn]
+        count = readinto(view)
+        if not count:
+            return
+        yield view[:count]
+        turn ^= 1
 
 
 def _progress_logger(descriptor: Descriptor, image: str) -> ProgressFn | None:

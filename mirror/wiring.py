@@ -18,6 +18,7 @@ from mirror.oci.auth import Credentials, RefreshingBasicAuth, RegistryAuth
 from mirror.oci.breaker import Breaker
 from mirror.oci.client import RegistryClient
 from mirror.oci.reference import default_endpoint
+from mirror.oci.wire import WireTransport, proxy_configured
 from mirror.ptc import PullThroughCache
 from mirror.quota import Budget, Pacer
 from mirror.replication import Replication
@@ -98,6 +99,9 @@ class Clients:
         self._pool_size = model.concurrency.images + model.concurrency.blobs + 2
         self.timeouts = model.timeouts.resolved()
         self._http: list[httpx.Client] = []
+        # One TLS context (CA bundle loaded once) for every client of the run: building one
+        # costs ~30 ms of CPU, and a credential pool has three clients per credential.
+        self._tls = httpx.create_ssl_context()
         self._upstreams: dict[str, Upstream] = {}
         self._lock = threading.Lock()
         self.aws_clients: list[Any] = []  # boto3 clients, for tests that record calls
@@ -235,7 +239,7 @@ class Clients:
         return Upstream(registry, members)
 
     def _token_client(self) -> httpx.Client:
-        client = httpx.Client(timeout=self.timeouts.httpx(), headers=_HEADERS)
+        client = httpx.Client(timeout=self.timeouts.httpx(), headers=_HEADERS, verify=self._tls)
         self._http.append(client)
         return client
 
@@ -254,18 +258,25 @@ class Clients:
             max_connections=self._pool_size, max_keepalive_connections=self._pool_size
         )
         hooks = {"response": [observe.observe]} if observe else {}
-        http = httpx.Client(
-            auth=auth,
-            timeout=self.timeouts.httpx(),
-            headers=_HEADERS,
-            max_redirects=MAX_REDIRECTS,
-            limits=limits,
-            event_hooks=hooks,
-        )
+        settings: dict[str, Any] = {
+            "auth": auth,
+            "timeout": self.timeouts.httpx(),
+            "headers": _HEADERS,
+            "max_redirects": MAX_REDIRECTS,
+            "event_hooks": hooks,
+            "verify": self._tls,
+        }
+        http = httpx.Client(limits=limits, **settings)
         self._http.append(http)
+        data = http  # blob bodies: the lean wire, unless a proxy is in the way
+        if not proxy_configured():
+            wire = WireTransport(self._tls, keep=self._pool_size)
+            data = httpx.Client(transport=wire, **settings)
+            self._http.append(data)
         return RegistryClient(
             http,
             url,
+            data_http=data,
             name=name,
             retry=retry,
             timeouts=self.timeouts,

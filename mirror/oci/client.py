@@ -92,10 +92,13 @@ class RegistryClient:
         timeouts: Timeouts | None = None,
         manifest_puts: Pacer | None = None,
         breaker: Breaker | None = None,
+        data_http: httpx.Client | None = None,
     ) -> None:
         """`manifest_puts` paces manifest PUTs (ECR's PutImage is rate-limited); `breaker`
-        stops asking a registry that keeps refusing connections (shared by its clients)."""
+        stops asking a registry that keeps refusing connections (shared by its clients);
+        `data_http` carries blob bodies (mirror/oci/wire.py), `http` everything else."""
         self._http = http
+        self._data_http = data_http or http
         self._base = httpx.URL(base_url.rstrip("/") + "/")
         self.name = name
         self._retry = retry
@@ -118,14 +121,22 @@ class RegistryClient:
 
     @contextmanager
     def _stream(
-        self, method: str, url: httpx.URL, *, follow_redirects: bool = False, **kwargs: Any
+        self,
+        method: str,
+        url: httpx.URL,
+        *,
+        follow_redirects: bool = False,
+        data: bool = False,
+        **kwargs: Any,
     ) -> Iterator[httpx.Response]:
+        """`data`: a blob body, over the lean wire."""
         self._breaker.check()
-        request = self._http.build_request(
+        http = self._data_http if data else self._http
+        request = http.build_request(
             method, url, timeout=request_timeout(self._socket_timeouts), **kwargs
         )
         try:
-            response = self._http.send(request, stream=True, follow_redirects=follow_redirects)
+            response = http.send(request, stream=True, follow_redirects=follow_redirects)
         except CONNECTION_FAILURES:
             self._breaker.failed()
             raise
@@ -256,7 +267,8 @@ class RegistryClient:
     def open_blob(self, repository: str, digest: str) -> Iterator[httpx.Response]:
         """Stream a blob, following redirects (Authorization is dropped on other origins)."""
         what = f"blob {repository}@{digest}"
-        with self._stream("GET", self._blob_url(repository, digest), follow_redirects=True) as r:
+        url = self._blob_url(repository, digest)
+        with self._stream("GET", url, follow_redirects=True, data=True) as r:
             self._check(r, what)
             require_identity(r, f"{self.name}: {what}")
             yield r
@@ -281,7 +293,9 @@ class RegistryClient:
             raise error_from_response(response, f"{self.name}: upload without Location", b"")
         return str(response.request.url.join(location))
 
-    def finish_upload(self, location: str, digest: str, size: int, chunks: Iterable[bytes]) -> None:
+    def finish_upload(
+        self, location: str, digest: str, size: int, chunks: Iterable[bytes | memoryview]
+    ) -> None:
         """Send the whole blob in one streamed PUT (ECR's chunked PATCH does not conform)."""
         url = httpx.URL(location).copy_merge_params({"digest": require_digest(digest, self.name)})
         self._call(
@@ -290,6 +304,7 @@ class RegistryClient:
             f"upload blob {digest}",
             content=chunks,
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            data=True,
         )
 
     def _next_page(self, response: httpx.Response, what: str) -> httpx.URL | None:
