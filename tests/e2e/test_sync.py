@@ -370,3 +370,24 @@ def test_a_blob_download_cut_halfway_is_retried_as_a_whole_upload(
     assert hub.cut_next_blobs == 0
     assert skopeo.raw_digest(target.host, f"{HUB_PREFIX}/nginx:1.16") == digest
     skopeo.copy_all_verifies(target.host, f"{HUB_PREFIX}/nginx:1.16")
+
+
+def test_with_a_proxy_configured_blobs_travel_on_httpx_and_are_still_verified(
+    hub, target, seeder, mirror, write_config, monkeypatch
+):
+    """A proxy in the environment hands blob bodies back to httpx's own transport, which
+    knows proxy rules (NO_PROXY keeps these local registries direct)."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    digest = seeder.push("library/redis", "7", Image([random_blob(3 << 20)]))
+    bad = random_blob(400_000)
+    seeder.push("library/nginx", "1.16", Image([bad]))
+    hub.corrupt.add(bad.digest)
+    config = write_config(target, "- redis:7\n- nginx:1.16", docker_io=hub.url)
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 1
+    assert run.image("nginx:1.16")["error"]["code"] == "DIGEST_MISMATCH"
+    assert skopeo.raw_digest(target.host, f"{HUB_PREFIX}/redis:7") == digest
+    skopeo.copy_all_verifies(target.host, f"{HUB_PREFIX}/redis:7")
