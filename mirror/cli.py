@@ -7,10 +7,16 @@ others were still synced); 2 the config or the command line is wrong (nothing to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import textwrap
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import structlog
 
 from mirror import __version__
 from mirror.buildspec import (
@@ -21,8 +27,9 @@ from mirror.buildspec import (
     replica_registries,
 )
 from mirror.config import Config, load_config, resolve_config_source
-from mirror.config.model import DaemonSettings
+from mirror.config.model import DaemonSettings, EnvCredentials, SecretCredentials
 from mirror.config.source import is_remote
+from mirror.credentials import resolve_credentials
 from mirror.daemon import Daemon, check_health
 from mirror.dockerfile import base_images
 from mirror.durations import parse_duration
@@ -30,64 +37,175 @@ from mirror.emf import resolve_emf
 from mirror.errors import ConfigError, MirrorError, printable
 from mirror.iam import consumer_policy, destination_policies, needs_account, policy_document
 from mirror.lock import build_lock, pulls_from_lock, read_lock
-from mirror.log import bind_run, new_run_id, setup_logging
+from mirror.log import bind_run, new_run_id, scrub_text, setup_logging
 from mirror.naming import target_reference
+from mirror.output import say
 from mirror.pass_events import announce_pass
 from mirror.prune import run_prune
 from mirror.publish import merge_commands, publish
 from mirror.ratelimit import probe_rate_limits
-from mirror.report import Action, ImageResult, PassReport, write_report
+from mirror.report import Action, ImageResult, PassReport, check_report_path, write_report
 from mirror.sync import DEFAULT_MAX_WAIT_SECONDS, SyncOptions, run_pass
 from mirror.wiring import Clients, caller_account, target_registry_name
 
 __all__ = ["main"]
 
+log = structlog.get_logger(__name__)
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _parser() -> argparse.ArgumentParser:
+EXIT_CODES = """exit codes:
+  0  everything requested is in place (or deferred for quota, with --max-wait)
+  1  some images (or the environment) failed; the others were done
+  2  the config or the command line is wrong; nothing was touched"""
+
+# name: (one line for `mirror --help`, what it does, an example)
+COMMANDS = {
+    "validate": (
+        "check the config and print the resolved image list",
+        "Check the config as strictly as sync would (credential variables, duplicates, "
+        "unused registries, the Region) and print what every entry means. Touches nothing.",
+        "mirror validate --config mirror.yaml",
+    ),
+    "sync": (
+        "copy every image that changed upstream",
+        "Copy every configured image whose upstream digest differs from the target's. "
+        "Unchanged images cost no upstream pull (a HEAD).",
+        "mirror sync --config mirror.yaml --report report.json",
+    ),
+    "plan": (
+        "show what sync would copy and what it costs upstream, writing nothing",
+        "What a sync would copy, and the upstream manifest GETs (pull quota) it would spend.",
+        "mirror plan --config mirror.yaml",
+    ),
+    "daemon": (
+        "sync on the config's schedule, with /healthz and /metrics (ECS service)",
+        "Run sync at start and on the daemon: schedule, serving /healthz (liveness) and "
+        "/metrics; SIGTERM drains within daemon.grace_seconds.",
+        "mirror daemon --config s3://ops-bucket/mirror/mirror.yaml",
+    ),
+    "buildspec": (
+        "emit the CodeBuild include that pulls the mirrored images by digest and tags them",
+        "The CodeBuild include: pull each mirrored image by digest and tag it with the name "
+        "the Dockerfiles use, so unchanged FROM lines resolve.",
+        "mirror buildspec --config mirror.yaml --merge buildspec.yml",
+    ),
+    "lock": (
+        "write every configured reference's mirror reference and digest (JSON)",
+        "Pin every configured reference to its mirror digest, for reproducible builds "
+        "(buildspec --lock).",
+        "mirror lock --config mirror.yaml --output mirror.lock.json",
+    ),
+    "iam-policy": (
+        "print the least-privilege IAM policy (JSON) this config needs",
+        "The IAM policy the task running this config needs, and no more.",
+        "mirror iam-policy --config mirror.yaml > policy.json",
+    ),
+    "health": (
+        "exit 0 if the local daemon reports healthy (an ECS container health check)",
+        "Ask the local daemon's /healthz: exit 0 when it is live, 1 when not.",
+        "mirror health --port 8080",
+    ),
+    "prune": (
+        "plan (and with --apply, delete) mirrored images the config no longer selects "
+        "and no workload uses",
+        "Images mirror owns that the config no longer selects and no workload uses; "
+        "--apply deletes them.",
+        "mirror prune --config mirror.yaml --keep-days 30",
+    ),
+    "ratelimit": (
+        "show each upstream's pull quota (limit, remaining, window), spending none",
+        "Each upstream's pull quota per credential, read from HEAD answers: spends no pull.",
+        "mirror ratelimit --config mirror.yaml",
+    ),
+}
+HEALTH_EXIT_CODES = """exit codes:
+  0  the daemon answered and is live
+  1  it is not live, or nothing answered"""
+
+
+def _common(*, top: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after the command's name. After it,
+    defaults are suppressed, so `mirror --config x.yaml sync` keeps x.yaml."""
     common = argparse.ArgumentParser(add_help=False)
+    default: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     common.add_argument(
-        "--config", help="config file (default: $MIRROR_CONFIG or config/mirror.yaml)"
+        "--config",
+        help="a file, s3://BUCKET/KEY or ssm:/PARAMETER (default: $MIRROR_CONFIG, "
+        "else config/mirror.yaml)",
+        **default,
     )
     common.add_argument(
         "--log-format",
         choices=["console", "json"],
         help="console (default) or json (default for the daemon: one object a line on stdout)",
+        **default,
     )
     common.add_argument(
-        "-v", "--verbose", action="count", default=0, help="debug logging, and a line per request"
+        "-v",
+        "--verbose",
+        action="count",
+        help="debug logging, and a line per request",
+        **({"default": 0} if top else default),
     )
     common.add_argument(
         "--log-wire",
         action="store_true",
         help="also the HTTP and AWS libraries' wire logs (bodies; secrets stay redacted)",
+        **({"default": False} if top else default),
     )
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common(top=False)
     parser = argparse.ArgumentParser(
-        prog="mirror", description="Mirror upstream container images into a private registry."
+        prog="mirror",
+        parents=[_common(top=True)],
+        description=textwrap.fill(
+            "Mirror upstream container images into a private registry (ECR or any OCI "
+            "registry), spending as little upstream pull quota as the protocol allows.",
+            78,
+        ),
+        epilog="run `mirror COMMAND --help` for a command's options and an example\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mirror {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser(
-        "validate", parents=[common], help="check the config and print the resolved image list"
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str) -> argparse.ArgumentParser:
+        summary, description, example = COMMANDS[name]
+        codes = HEALTH_EXIT_CODES if name == "health" else EXIT_CODES
+        return commands.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=textwrap.fill(description, 78),
+            epilog=f"example:\n  {example}\n\n{codes}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    validate = command("validate")
+    validate.add_argument(
+        "--check-credentials",
+        action="store_true",
+        help="also read every Secrets Manager secret the config names (needs AWS access)",
     )
-    for name, text in (
-        ("sync", "copy every image that changed upstream"),
-        ("plan", "show what sync would copy and what it costs upstream, writing nothing"),
-        ("daemon", "sync on the config's schedule, with /healthz and /metrics (ECS service)"),
-    ):
-        command = commands.add_parser(name, parents=[common], help=text)
-        command.add_argument(
+    for name in ("sync", "plan", "daemon"):
+        sub = command(name)
+        sub.add_argument(
             "--shard",
             type=_shard,
             default=(0, 1),
             metavar="I/N",
-            help="copy only the I-th of N deterministic shares of the images (0 <= I < N)",
+            help="handle only the I-th of N deterministic shares of the images (0 <= I < N)",
         )
         if name != "daemon":
-            command.add_argument("--report", type=Path, help="write a JSON report to this path")
+            sub.add_argument("--report", type=Path, help="write a JSON report to this path")
         if name != "plan":
-            command.add_argument(
+            sub.add_argument(
                 "--max-wait",
                 type=_duration,
                 default=DEFAULT_MAX_WAIT_SECONDS,
@@ -95,11 +213,7 @@ def _parser() -> argparse.ArgumentParser:
                 help="longest this pass waits for upstream quota (30s, 10m, 6h; default 10m); "
                 "images still waiting are reported as deferred",
             )
-    buildspec = commands.add_parser(
-        "buildspec",
-        parents=[common],
-        help="emit the CodeBuild include that pulls the mirrored images by digest and tags them",
-    )
+    buildspec = command("buildspec")
     buildspec.add_argument(
         "--format",
         choices=["buildspec", "script", "build-context"],
@@ -132,21 +246,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DEST",
         help="a file, s3://BUCKET/KEY or ssm:/PARAMETER (default: stdout)",
     )
-    lock = commands.add_parser(
-        "lock",
-        parents=[common],
-        help="write every configured reference's mirror reference and digest (JSON)",
-    )
+    lock = command("lock")
     lock.add_argument(
         "--output",
         metavar="DEST",
         help="a file, s3://BUCKET/KEY or ssm:/PARAMETER (default: stdout)",
     )
-    iam = commands.add_parser(
-        "iam-policy",
-        parents=[common],
-        help="print the least-privilege IAM policy (JSON) this config needs",
-    )
+    iam = command("iam-policy")
     iam.add_argument(
         "--consumer",
         action="store_true",
@@ -163,30 +269,17 @@ def _parser() -> argparse.ArgumentParser:
         help="the target's AWS account, when target.registry does not say it "
         "(default: ask STS with the current credentials)",
     )
-    health = commands.add_parser(
-        "health",
-        parents=[common],
-        help="exit 0 if the local daemon reports healthy (an ECS container health check)",
-    )
+    health = command("health")
     health.add_argument(
         "--port", type=int, help="default: daemon.health_port of a local config, else 8080"
     )
-    prune = commands.add_parser(
-        "prune",
-        parents=[common],
-        help="plan (and with --apply, delete) mirrored images the config no longer selects "
-        "and no workload uses",
-    )
+    prune = command("prune")
     prune.add_argument("--apply", action="store_true", help="delete; without it nothing changes")
     prune.add_argument(
         "--keep-days", type=int, metavar="N", help="spare images pushed in the last N days"
     )
     prune.add_argument("--report", type=Path, help="write the plan and results as JSON")
-    commands.add_parser(
-        "ratelimit",
-        parents=[common],
-        help="show each upstream's pull quota (limit, remaining, window), spending none",
-    )
+    command("ratelimit")
     return parser
 
 
@@ -204,10 +297,33 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _validate(config: Config) -> int:
+def _credential_problems(config: Config, *, secrets: bool) -> list[str]:
+    """What sync would refuse before touching anything: unset credential variables, and
+    with `secrets`, secrets that cannot be read."""
+    model = config.model
+    specs: list[tuple[str, EnvCredentials | SecretCredentials]] = [
+        (f"registries.{host}.credentials", spec)
+        for host, settings in model.registries.items()
+        for spec in settings.credential_list
+    ]
+    if model.target.credentials is not None:
+        specs.append(("target.credentials", model.target.credentials))
+    problems = []
+    for where, spec in specs:
+        if isinstance(spec, SecretCredentials) and not secrets:
+            continue
+        try:
+            resolve_credentials(spec, where)
+        except MirrorError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _validate(config: Config, args: argparse.Namespace) -> int:
+    problems = _credential_problems(config, secrets=args.check_credentials)
     registry = target_registry_name(config)
     prefix = config.model.target.repository_prefix
-    print(f"{config.source}: valid, {len(config.images)} image entries")
+    images = []
     for entry in config.images:
         target = target_reference(entry.source.with_tag("TAG"), registry, prefix)
         platforms = str(entry.platforms) if entry.platforms else "all platforms"
@@ -216,7 +332,30 @@ def _validate(config: Config) -> int:
             if entry.rule or entry.tags
             else str(target_reference(entry.source, registry, prefix))
         )
-        print(f"  {entry.describe()} -> {destination}  [{platforms}]")
+        images.append({"entry": entry.describe(), "target": destination, "platforms": platforms})
+    if args.log_format == "json":
+        say(
+            json.dumps(
+                {
+                    "config": config.source,
+                    "valid": not problems,
+                    "errors": problems,
+                    "warnings": list(config.warnings),
+                    "images": images,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_USAGE if problems else EXIT_OK
+    for warning in config.warnings:
+        print(f"mirror: warning: {warning}", file=sys.stderr)
+    if problems:
+        for problem in problems:
+            _fail(problem)
+        return EXIT_USAGE
+    say(f"{config.source}: valid, {len(config.images)} image entries")
+    for image in images:
+        say(f"  {image['entry']} -> {image['target']}  [{image['platforms']}]")
     return EXIT_OK
 
 
@@ -327,10 +466,10 @@ def _iam_policy(config: Config, args: argparse.Namespace) -> int:
     if account is None and needs_account(config):
         account = caller_account()
     if args.consumer:
-        print(json.dumps(consumer_policy(config, account), indent=2))
+        say(json.dumps(consumer_policy(config, account), indent=2))
         return EXIT_OK
     if args.destination:
-        print(json.dumps(destination_policies(config, account), indent=2))
+        say(json.dumps(destination_policies(config, account), indent=2))
         return EXIT_OK
     warnings: list[str] = []
     document = policy_document(config, account, warnings)
@@ -339,29 +478,33 @@ def _iam_policy(config: Config, args: argparse.Namespace) -> int:
     if not document["Statement"]:
         print("mirror: this config needs no AWS permissions", file=sys.stderr)
         return EXIT_OK
-    print(json.dumps(document, indent=2))
+    say(json.dumps(document, indent=2))
     return EXIT_OK
 
 
-def _ratelimit(config: Config) -> int:
+def _ratelimit(config: Config, args: argparse.Namespace) -> int:
     clients = Clients(config)
     try:
         rows = probe_rate_limits(config, clients)
     finally:
         clients.close()
-    print(f"{'registry':<24} {'credential':<24} {'limit':>6} {'left':>6} {'window':>8}  source")
+    failed = any(row.error for row in rows)
+    if args.log_format == "json":
+        say(json.dumps([dataclasses.asdict(row) for row in rows], indent=2))
+        return EXIT_FAILED if failed else EXIT_OK
+    say(f"{'registry':<24} {'credential':<24} {'limit':>6} {'left':>6} {'window':>8}  source")
     for row in rows:
         if row.error:
-            print(f"{row.registry:<24} {row.credential:<24} error: {row.error}")
+            say(f"{row.registry:<24} {row.credential:<24} error: {row.error}")
         elif row.limit is None:
-            print(f"{row.registry:<24} {row.credential:<24} no rate-limit headers (not limited)")
+            say(f"{row.registry:<24} {row.credential:<24} no rate-limit headers (not limited)")
         else:
             window = f"{row.window_seconds:.0f}s" if row.window_seconds else "-"
-            print(
+            say(
                 f"{row.registry:<24} {row.credential:<24} {row.limit:>6} {row.remaining:>6} "
                 f"{window:>8}  {row.source or '-'}"
             )
-    return EXIT_FAILED if any(row.error for row in rows) else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
@@ -379,12 +522,12 @@ def _run(config: Config, args: argparse.Namespace) -> int:
                 max_wait=getattr(args, "max_wait", DEFAULT_MAX_WAIT_SECONDS),
                 shard=args.shard,
             ),
-            on_result=(lambda r: print(_line(r), flush=True)) if human else None,
+            on_result=(lambda r: say(_line(r))) if human else None,
         )
     finally:
         clients.close()
     if human:
-        print(_summary(report))
+        say(_summary(report))
     announce_pass(report, config.model.metrics, emf)
     if args.report:
         write_report(report, args.report)
@@ -393,7 +536,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 def _health(args: argparse.Namespace) -> int:
     healthy, detail = check_health(_health_port(args))
-    print(detail.strip())
+    say(detail.strip())
     return EXIT_OK if healthy else EXIT_FAILED
 
 
@@ -425,13 +568,13 @@ def _prune(config: Config, args: argparse.Namespace) -> int:
         action = "delete" if decision.delete else "keep"
         tags = f" [{', '.join(decision.tags)}]" if decision.tags else ""
         result = f" -> {decision.result}" if decision.result else ""
-        print(
+        say(
             f"{action:<6} {decision.repository}@{decision.digest[:19]}{tags}  "
             f"{decision.reason}{result}"
         )
     doing = "deleted" if args.apply else "to delete (add --apply to delete them)"
     count = report.deleted if args.apply else len(report.to_delete)
-    print(
+    say(
         f"prune: {count} {doing}, {report.kept} kept"
         + (f", {len(report.failed)} failed" if report.failed else "")
     )
@@ -443,40 +586,66 @@ def _prune(config: Config, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
     daemon = args.command == "daemon"
     setup_logging(
         args.log_format or ("json" if daemon else "console"), args.verbose, wire=args.log_wire
     )
     bind_run(new_run_id())
-    if args.command == "health":
-        return _health(args)
     try:
-        if daemon:
-            return Daemon(
-                resolve_config_source(args.config), shard=args.shard, max_wait=args.max_wait
-            ).run()
-        config = load_config(resolve_config_source(args.config))
-        if args.command == "validate":
-            return _validate(config)
-        if args.command == "ratelimit":
-            return _ratelimit(config)
-        if args.command == "iam-policy":
-            return _iam_policy(config, args)
-        if args.command == "buildspec":
-            return _buildspec(config, args)
-        if args.command == "prune":
-            return _prune(config, args)
-        if args.command == "lock":
-            return _lock(config, args)
-        return _run(config, args)
+        return _dispatch(args)
     except ConfigError as exc:
-        print(f"mirror: {printable(str(exc), limit=2000)}", file=sys.stderr)
+        _fail(str(exc))
         return EXIT_USAGE
     except MirrorError as exc:  # the environment refused before any image started
-        print(f"mirror: {printable(str(exc), limit=2000)}", file=sys.stderr)
+        _fail(str(exc))
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a file or socket the command needed
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")
+        return EXIT_FAILED
+    except Exception as exc:  # a bug: one sentence, the traceback only with -v
+        if args.verbose:
+            traceback.print_exc()
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} (a bug in mirror; run with -v to "
+            "see where, and report it)"
+        )
+        return EXIT_FAILED
+
+
+def _fail(message: str) -> None:
+    print(f"mirror: {printable(scrub_text(message), limit=2000)}", file=sys.stderr)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "health":
+        return _health(args)
+    if args.command == "daemon":
+        return Daemon(
+            resolve_config_source(args.config), shard=args.shard, max_wait=args.max_wait
+        ).run()
+    report = getattr(args, "report", None)
+    if report is not None:
+        check_report_path(report)
+    config = load_config(resolve_config_source(args.config))
+    if args.command != "validate":
+        for warning in config.warnings:
+            log.warning("config_warning", detail=warning)
+    handlers = {
+        "validate": lambda: _validate(config, args),
+        "ratelimit": lambda: _ratelimit(config, args),
+        "iam-policy": lambda: _iam_policy(config, args),
+        "buildspec": lambda: _buildspec(config, args),
+        "prune": lambda: _prune(config, args),
+        "lock": lambda: _lock(config, args),
+    }
+    handler = handlers.get(args.command)
+    return handler() if handler is not None else _run(config, args)
 
 
 if __name__ == "__main__":

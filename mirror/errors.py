@@ -46,6 +46,7 @@ __all__ = [
     "TooManyRequestsError",
     "UnavailableError",
     "UnsupportedError",
+    "aws_hint",
     "error_from_response",
     "is_retryable",
     "printable",
@@ -270,3 +271,22 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, RegistryError):
         return exc.status in (408,)
     return isinstance(exc, httpx.TransportError | httpx.StreamConsumed)
+
+
+def aws_hint(exc: BaseException) -> str:
+    """What to do about a botocore error that is not the service's answer."""
+    name = type(exc).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return (
+            "no usable AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY), or run where an IAM role applies (ECS task role, "
+            "CodeBuild service role)"
+        )
+    if name in ("NoRegionError",):
+        return "no AWS Region: set AWS_REGION, or target.region in the config"
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
+        return (
+            "the AWS endpoint cannot be reached: check the network (a NAT or VPC endpoint) "
+            "and AWS_ENDPOINT_URL"
+        )
+    return "check the AWS credentials, Region and network"

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import structlog
 
+from mirror.output import mute_stdout, stdout_gone
 from mirror.secrets import REDACTED, mask
 
 __all__ = [
@@ -122,6 +123,22 @@ class _LateStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, _value: Any) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """A reader that closed stdout (`mirror sync --log-format json | head`) stops the
+        log there, not the pass: no "Logging error" traceback either."""
+        if self._name == "stdout" and stdout_gone():
+            return
+        try:
+            super().emit(record)
+        except BrokenPipeError:
+            mute_stdout()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if sys.exc_info()[0] is BrokenPipeError:
+            mute_stdout()
+            return
+        super().handleError(record)
 
 
 # Libraries whose DEBUG output is wire traffic: request and response bodies (botocore

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import re
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from mirror.buildspec import BEGIN_MARK, END_MARK
-from mirror.errors import ConfigError
+from mirror.errors import ConfigError, MirrorError, aws_hint
+from mirror.files import atomic_write
+from mirror.output import say
 
 __all__ = ["merge_commands", "publish"]
 
@@ -29,18 +28,37 @@ SSM_STANDARD_LIMIT = 4096
 
 
 def _write_file(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o755 if text.startswith("#!") else 0o644)
-    os.replace(tmp, path)
+    atomic_write(path, text, mode=0o755 if text.startswith("#!") else 0o644)
 
 
 def publish(text: str, destination: str | None) -> str:
-    """Write `text` to `destination`; returns where it went, for the user."""
+    """Write `text` to `destination`; returns where it went, for the user. Whatever stops
+    the write is a MirrorError naming the destination, and nothing is half-written: a
+    file is replaced atomically, S3 and Parameter Store take the whole value or nothing."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return _publish(text, destination)
+    except OSError as exc:
+        raise MirrorError(
+            f"--output {destination}: {exc.strerror or exc}",
+            hint="give a writable file path, s3://BUCKET/KEY or ssm:/PARAMETER",
+        ) from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise MirrorError(
+            f"--output {destination}: {error.get('Code', 'ClientError')}: "
+            f"{error.get('Message', exc)}",
+            hint="check that the bucket or parameter exists in this account and Region, and "
+            "that these credentials may write it (mirror iam-policy)",
+        ) from None
+    except BotoCoreError as exc:
+        raise MirrorError(f"--output {destination}: {exc}", hint=aws_hint(exc)) from None
+
+
+def _publish(text: str, destination: str | None) -> str:
     if destination is None or destination == "-":
-        sys.stdout.write(text)
+        say(text, end="")
         return "stdout"
     if destination.startswith("s3://"):
         import boto3
@@ -101,6 +119,16 @@ def _indentation(text: str) -> tuple[int, int, int]:
     return mapping or 2, offset + 2, offset
 
 
+def _expect(value: Any, kind: type, buildspec: Path, key: str, wanted: str) -> None:
+    if not isinstance(value, kind):
+        line = getattr(getattr(value, "lc", None), "line", None)
+        where = f"{buildspec}, line {line + 1}" if line is not None else str(buildspec)
+        raise ConfigError(
+            f"{where}: {key} must be {wanted}, not {type(value).__name__}",
+            hint="CodeBuild's buildspec reference: phases: {pre_build: {commands: [...]}}",
+        )
+
+
 def merge_commands(buildspec: Path, commands: list[str]) -> tuple[str, list[str]]:
     """The buildspec with `commands` first in phases.pre_build.commands (replacing an
     earlier mirror block), its comments, order, indentation and other phases kept; and
@@ -131,14 +159,17 @@ def merge_commands(buildspec: Path, commands: list[str]) -> tuple[str, list[str]
     mapping, sequence, offset = _indentation(text)
     yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
     phases = document.setdefault("phases", CommentedMap())
+    _expect(phases, CommentedMap, buildspec, "phases", "a mapping of phase names")
     pre_build = phases.get("pre_build")
     if pre_build is None:
         pre_build = CommentedMap()
         phases.insert(0, "pre_build", pre_build)
+    _expect(pre_build, CommentedMap, buildspec, "phases.pre_build", "a mapping with commands:")
     existing = pre_build.get("commands")
     if existing is None:
         existing = CommentedSeq()
         pre_build["commands"] = existing
+    _expect(existing, CommentedSeq, buildspec, "phases.pre_build.commands", "a list of commands")
     _without_old_block(existing)
     for offset, command in enumerate(commands):
         existing.insert(offset, command)

@@ -5,18 +5,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
-from mirror.errors import MirrorError, printable, safe_url
+from mirror import __version__
+from mirror.errors import ConfigError, MirrorError, printable, safe_url
+from mirror.files import atomic_write
 from mirror.secrets import mask
 
-__all__ = ["Action", "ErrorInfo", "ImageResult", "PassReport", "write_report"]
+__all__ = ["Action", "ErrorInfo", "ImageResult", "PassReport", "check_report_path", "write_report"]
 
 
 class Action(StrEnum):
@@ -111,6 +113,10 @@ class RegistryUsage:
 @dataclass
 class PassReport:
     command: str
+    config_source: str = ""  # a file path, s3://BUCKET/KEY or ssm:/PARAMETER
+    started_at: float | None = None  # Unix time
+    finished_at: float | None = None
+    run_id: str | None = None  # the run_id on every log line of this pass
     images: list[ImageResult] = field(default_factory=list)
     registries: list[RegistryUsage] = field(default_factory=list)
     seconds: float = 0.0
@@ -145,6 +151,11 @@ class PassReport:
         return {
             "version": 1,
             "command": self.command,
+            "mirror_version": __version__,
+            "config": self.config_source,
+            "run_id": self.run_id,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
             "seconds": round(self.seconds, 3),
             "summary": self.summary(),
             "registries": [{**asdict(r), "pulls": r.pulls} for r in self.registries],
@@ -154,14 +165,30 @@ class PassReport:
         }
 
 
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
 class Reportable(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
+def check_report_path(path: Path) -> None:
+    """Before any work: a report that cannot be written is a command-line error (exit 2),
+    not a surprise after a long pass."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"--report {path}: is a directory; give a file path")
+    existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--report {path}: {existing} is not a writable directory")
+
+
 def write_report(report: Reportable, path: Path) -> None:
-    """Write atomically: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(mask(json.dumps(report.to_json(), indent=2)) + "\n")
-    os.replace(tmp, path)
+    """Write atomically: a reader never sees half a report, and a failure leaves no file."""
+    try:
+        atomic_write(path, mask(json.dumps(report.to_json(), indent=2)) + "\n")
+    except OSError as exc:
+        raise MirrorError(f"--report {path}: {exc.strerror or exc}") from None

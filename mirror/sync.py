@@ -142,6 +142,7 @@ def _entry_tags(entry: ImageEntry, clients: Clients) -> _Listed:
         semver_range=entry.rule.semver,
         latest=entry.rule.latest,
         regex=entry.rule.regex,
+        variant=entry.rule.variant,
     )
     if listing.dropped:
         log.warning(
@@ -271,7 +272,12 @@ class _Pass:
         self.options = options
         self.on_result = on_result
         self.started = time.monotonic()
-        self.report = PassReport(command="plan" if options.dry_run else "sync")
+        self.report = PassReport(
+            command="plan" if options.dry_run else "sync",
+            config_source=config.source,
+            started_at=time.time(),
+            run_id=structlog.contextvars.get_contextvars().get("run_id"),
+        )
         self.written: set[str] = set()  # target repositories this pass pushed to
         self.events: EventPublisher | None = None
 
@@ -487,6 +493,7 @@ class _Pass:
                 self.report.events_sent = self.events.sent
                 self.report.events_failed = self.events.failed
         self.report.seconds = time.monotonic() - self.started
+        self.report.finished_at = time.time()
         return self.report
 
     def replicate(self) -> None:

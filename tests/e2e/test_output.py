@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from mirror import __version__
 from tests.support.images import Image, random_blob
 
 pytestmark = pytest.mark.e2e
@@ -73,3 +75,18 @@ def test_the_readme_demo_runs_end_to_end():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo: OK" in result.stdout
     assert "0 on the re-sync" in result.stdout
+
+
+def test_the_report_says_when_which_version_from_which_config_and_its_run_id(
+    hub, target, seeder, mirror, write_config
+):
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    config = write_config(target, "- nginx:1.16", docker_io=hub.url)
+
+    report = mirror("sync", config=config).report
+
+    assert report["mirror_version"] == __version__ and report["config"] == str(config)
+    started = datetime.fromisoformat(report["started_at"])
+    finished = datetime.fromisoformat(report["finished_at"])
+    assert started.tzinfo is not None and started <= finished
+    assert len(report["run_id"]) == 16

@@ -1,0 +1,152 @@
+"""Every user-facing failure is one sentence with the exit code SPEC.md gives, never a
+traceback, and nothing half-done: a broken pipe never stops a pass, a report or output that
+cannot be written is refused before work or names its path, and leaves no stray file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mirror.cli import main
+from tests.support import skopeo
+from tests.support.images import Image, random_blob
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+HUB_PREFIX = "mirror/docker-hub/library"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own usage errors
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_sentence(err: str, *fragments: str) -> None:
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[0].startswith("mirror: "), err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+@pytest.fixture
+def synced(hub, target, seeder, write_config, capsys):
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    config = write_config(target, "- nginx:1.16", docker_io=hub.url)
+    assert run(capsys, "sync", "--config", str(config))[0] == 0
+    hub.reset_counters()
+    return config
+
+
+def test_mirror_alone_prints_the_help(capsys):
+    code, out, err = run(capsys)
+    assert code == 2 and out.startswith("usage: mirror") and "sync" in out and not err
+
+
+def test_global_options_may_come_before_the_command(synced, capsys):
+    code, out, _ = run(capsys, "--config", str(synced), "validate")
+    assert code == 0 and ": valid, 1 image entries" in out
+
+
+@pytest.mark.parametrize("where", ["directory", "under a file"])
+def test_a_report_that_cannot_be_written_is_refused_before_any_pull(
+    where, synced, hub, tmp_path, capsys
+):
+    (tmp_path / "notes.txt").write_text("")
+    report = tmp_path if where == "directory" else tmp_path / "notes.txt" / "report.json"
+    code, _, err = run(capsys, "sync", "--config", str(synced), "--report", str(report))
+    assert code == 2
+    assert_one_sentence(err, f"--report {report}")
+    assert hub.counters.requests == []  # nothing was asked upstream
+    assert not list(tmp_path.glob(".report-*")) and not list(tmp_path.glob(".*.json.*"))
+
+
+@pytest.mark.parametrize(
+    ("buildspec", "key"),
+    [
+        ("version: 0.2\nphases:\n  - install\n", "phases must be a mapping"),
+        ("version: 0.2\nphases:\n  pre_build:\n    commands: echo hi\n", "commands must be a list"),
+        ("version: 0.2\nphases:\n  pre_build: [echo]\n", "pre_build must be a mapping"),
+    ],
+)
+def test_a_buildspec_of_the_wrong_shape_is_named_not_a_traceback(
+    buildspec, key, synced, tmp_path, capsys
+):
+    path = tmp_path / "buildspec.yml"
+    path.write_text(buildspec)
+    code, _, err = run(capsys, "buildspec", "--config", str(synced), "--merge", str(path))
+    assert code == 2
+    assert_one_sentence(err, key, str(path))
+    assert path.read_text() == buildspec  # untouched
+
+
+def test_an_output_that_cannot_be_written_names_its_path_and_leaves_nothing(
+    synced, tmp_path, capsys
+):
+    directory = tmp_path / "out"
+    directory.mkdir()
+    code, _, err = run(capsys, "lock", "--config", str(synced), "--output", str(directory))
+    assert code == 1
+    assert_one_sentence(err, f"--output {directory}")
+    assert list(directory.iterdir()) == []
+    assert {p.name for p in tmp_path.iterdir()} == {"out", "mirror.yaml"}
+    code, _, err = run(capsys, "buildspec", "--config", str(synced), "--output", "/proc/x/b.yml")
+    assert code == 1
+    assert_one_sentence(err, "--output /proc/x/b.yml")
+
+
+def test_an_output_to_a_missing_bucket_is_named(synced, aws, capsys):
+    code, _, err = run(
+        capsys, "lock", "--config", str(synced), "--output", "s3://missing-bucket/mirror.lock"
+    )
+    assert code == 1
+    assert_one_sentence(err, "--output s3://missing-bucket/mirror.lock", "NoSuchBucket")
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["sync", "--config", "/nonexistent/mirror.yaml"], 2),
+        (["sync", "--shard", "3/2"], 2),
+        (["plan", "--max-wait", "soon"], 2),
+        (["nosuch"], 2),
+    ],
+)
+def test_bad_command_lines_are_usage_errors(argv, code, capsys):
+    got, _, err = run(capsys, *argv)
+    assert got == code
+    assert "Traceback" not in err and err.strip()
+
+
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_a_reader_that_goes_away_never_stops_the_pass(
+    log_format, hub, target, seeder, write_config
+):
+    digests = {
+        name: seeder.push(f"library/{name}", "1", Image([random_blob(200_000)]))
+        for name in ("a", "b", "c", "d")
+    }
+    config = write_config(target, "\n".join(f"- {n}:1" for n in digests), docker_io=hub.url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mirror.cli", "sync", "--config", str(config),
+         "--log-format", log_format],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()  # `| head -1`
+    process.stdout.close()
+    code = process.wait(timeout=60)
+    err = process.stderr.read().decode()
+
+    assert code == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Logging error" not in err
+    for name, digest in digests.items():  # the pass went on to the end
+        assert skopeo.raw_digest(target.host, f"{HUB_PREFIX}/{name}:1") == digest
