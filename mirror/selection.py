@@ -2,7 +2,9 @@
 
 Versions are read leniently, the way image tags are written (`1.27`, `v1.7.0`, `3`), but a
 tag with a suffix (`1.27-alpine`, `1.8.0-rc.1`) is a pre-release in semver terms and is
-never picked by `semver` or `latest`; use `regex` for such tags.
+never picked by `semver` or `latest` alone. With `variant: alpine` the rules see only
+`<version>-alpine` tags, and compare their version part as a version: the suffix is matched
+exactly, so `3.13-slim-bookworm` is not a `slim` tag.
 """
 
 from __future__ import annotations
@@ -60,24 +62,38 @@ def _satisfies(version: semver.Version, comparators: list[tuple[str, semver.Vers
     return all(checks[op](version.compare(bound)) for op, bound in comparators)
 
 
+def _version_part(tag: str, variant: str | None) -> str | None:
+    """The text that is compared as a version: the whole tag, or what precedes -variant."""
+    if variant is None:
+        return tag
+    head, dash, tail = tag.partition("-")
+    return head if dash and tail == variant else None
+
+
 def select_tags(
     tags: Iterable[str],
     *,
     semver_range: str | None = None,
     latest: int | None = None,
     regex: str | None = None,
+    variant: str | None = None,
 ) -> list[str]:
     """The tags that every given rule accepts; with `latest`, the N highest versions.
 
     The result is sorted highest version first (regex-only selections keep tag order).
     """
-    chosen = [t for t in tags if regex is None or re.fullmatch(regex, t)]
+    chosen = [
+        t
+        for t in tags
+        if (regex is None or re.fullmatch(regex, t)) and _version_part(t, variant) is not None
+    ]
     if semver_range is None and latest is None:
         return list(dict.fromkeys(chosen))
     comparators = parse_semver_range(semver_range) if semver_range else []
     versioned: list[tuple[semver.Version, str]] = []
     for tag in set(chosen):
-        version = tag_version(tag)
+        part = _version_part(tag, variant)
+        version = tag_version(part) if part is not None else None
         if version is not None and _satisfies(version, comparators):
             versioned.append((version, tag))
     versioned.sort(key=lambda vt: (vt[0], vt[1]), reverse=True)

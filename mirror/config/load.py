@@ -6,6 +6,7 @@ can go straight to it. The rest of mirror only sees `Config` and its `ImageEntry
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import os
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ class Config:
     # With prune enabled, mirror's own prune replaces the default's blind untagged expiry
     # on copied repositories: this is the default, to be removed where mirror put it.
     retired_lifecycle_policy: dict[str, Any] | None = None
+    # Not errors, but likely mistakes: `registries:` keys that no image uses.
+    warnings: tuple[str, ...] = ()
 
 
 def resolve_config_source(given: str | None) -> str:
@@ -196,4 +199,74 @@ def load_config(source: str | Path) -> Config:
     default = model.target.kind == "ecr" and model.target.repository.lifecycle_policy == "default"
     if model.prune is not None and model.prune.enabled and default:
         policy, retired = None, DEFAULT_POLICY
-    return Config(path, model, _entries(model, tree), policy, retired)
+    entries = _entries(model, tree)
+    _check_regions(path, tree, model)
+    _check_duplicates(path, entries)
+    warnings = _unused_registries(path, tree, model, entries)
+    return Config(path, model, entries, policy, retired, warnings)
+
+
+def _check_duplicates(path: str, entries: tuple[ImageEntry, ...]) -> None:
+    """The same image and tag twice would be copied twice and reported twice; most often
+    it is a paste that was meant to change."""
+    seen: dict[tuple[str, str], int] = {}
+    for entry in entries:
+        tags = entry.tags or (
+            (entry.source.tag or entry.source.digest or "",) if not entry.rule else ()
+        )
+        for tag in tags:
+            key = (entry.source.name, tag)
+            if key in seen:
+                raise ConfigError(
+                    f"{path}:{entry.line}: images: {entry.source.name}:{tag} is listed twice "
+                    f"(first at line {seen[key]})",
+                    hint="remove one of the two entries",
+                )
+            seen[key] = entry.line
+
+
+def _check_regions(path: str, tree: Any, model: MirrorConfig) -> None:
+    """A Region that is well formed but does not exist (`us-est-1`) would fail only when
+    AWS is asked; botocore's own list says so now, offline."""
+    if model.target.kind != "ecr":
+        return
+    wanted: list[tuple[tuple[str | int, ...], str | None]] = [
+        (("target", "region"), model.target.region)
+    ]
+    wanted += [
+        (("target", "replicate_to", i, "region"), r.region)
+        for i, r in enumerate(model.target.replicate_to)
+    ]
+    known = _ecr_regions()
+    for loc, region in wanted:
+        if region is not None and region not in known:
+            line, where = _locate(tree, loc)
+            close = difflib.get_close_matches(region, known, n=1)
+            suggestion = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"{path}:{line}: {where}: {region} is not an AWS Region{suggestion}")
+
+
+def _ecr_regions() -> list[str]:
+    import botocore.session  # only ECR targets need AWS
+
+    session = botocore.session.get_session()
+    return sorted(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("ecr", partition)
+    )
+
+
+def _unused_registries(
+    path: str, tree: Any, model: MirrorConfig, entries: tuple[ImageEntry, ...]
+) -> tuple[str, ...]:
+    used = {entry.source.registry for entry in entries}
+    warnings = []
+    for host in model.registries:
+        if host in used:
+            continue
+        line, _ = _locate(tree, ("registries", host))
+        close = difflib.get_close_matches(host, sorted(used), n=1, cutoff=0.4)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{path}:{line}: registries: no image comes from {host}{hint}")
+    return tuple(warnings)

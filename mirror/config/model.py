@@ -6,6 +6,7 @@ ranges) are checked here, so a bad config fails before anything is touched.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 from typing import Annotated, Any, Literal
@@ -68,10 +69,15 @@ class Section(BaseModel):
         if isinstance(data, dict):
             for key in data:
                 if key not in cls.model_fields:
+                    close = difflib.get_close_matches(str(key), list(cls.model_fields), n=1)
                     raise PydanticCustomError(
                         "unknown_key",
-                        "unknown key '{key}'; allowed here: {allowed}",
-                        {"key": key, "allowed": ", ".join(cls.model_fields)},
+                        "unknown key '{key}'{suggestion}; allowed here: {allowed}",
+                        {
+                            "key": key,
+                            "suggestion": f"; did you mean '{close[0]}'?" if close else "",
+                            "allowed": ", ".join(cls.model_fields),
+                        },
                     )
         return data
 
@@ -543,6 +549,18 @@ class TagRule(Section):
     semver: str | None = None
     latest: int | None = Field(default=None, ge=1)
     regex: str | None = None
+    # `slim`: only tags `<version>-slim`, their version part compared as a version
+    variant: str | None = None
+
+    @field_validator("variant")
+    @classmethod
+    def _variant(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}", value):
+            raise ValueError(
+                f"invalid variant {value!r}: the part of a tag after '<version>-', "
+                "such as slim, alpine or slim-bookworm"
+            )
+        return value
 
     @field_validator("semver")
     @classmethod
@@ -564,7 +582,7 @@ class TagRule(Section):
     @model_validator(mode="after")
     def _not_empty(self) -> TagRule:
         if self.semver is None and self.latest is None and self.regex is None:
-            raise ValueError("a tag rule needs semver, latest and/or regex")
+            raise ValueError("a tag rule needs semver, latest and/or regex (variant with them)")
         return self
 
 

@@ -168,3 +168,57 @@ def test_validate_prints_the_resolved_image_list(tmp_path, capsys):
 def test_the_shipped_demo_config_is_valid(capsys):
     demo = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
     assert main(["validate", "--config", str(demo)]) == 0
+
+
+def test_a_misspelled_key_gets_a_suggestion(tmp_path):
+    text = GOOD.replace('tags: ["3.12-slim", "3.13-slim"]', 'tgas: ["3.12-slim"]')
+    error = error_of(tmp_path, text)
+    assert "mirror.yaml:10: images[1].tgas: unknown key 'tgas'; did you mean 'tags'?" in error
+
+
+def test_the_same_image_twice_is_an_error_naming_both_lines(tmp_path):
+    text = GOOD.replace("  - nginx:1.16\n", "  - nginx:1.16\n  - docker.io/library/nginx:1.16\n")
+    error = error_of(tmp_path, text)
+    assert "mirror.yaml:9: images: docker.io/library/nginx:1.16 is listed twice" in error
+    assert "(first at line 8)" in error
+
+
+def test_a_region_that_does_not_exist_is_named_with_the_closest_one(tmp_path):
+    text = "version: 1\ntarget:\n  kind: ecr\n  region: eu-wset-1\nimages: [nginx:1.16]\n"
+    error = error_of(tmp_path, text)
+    assert (
+        "mirror.yaml:4: target.region: eu-wset-1 is not an AWS Region; did you mean eu-west-1?"
+        in error
+    )
+
+
+def test_a_registries_key_no_image_uses_is_a_warning_with_a_guess(tmp_path):
+    text = GOOD.replace(
+        "defaults:", "registries:\n  quay:\n    rate_limit: {reserve: 1}\ndefaults:"
+    )
+    config = load_config(write(tmp_path, text))
+    (warning,) = config.warnings
+    assert "registries: no image comes from quay; did you mean quay.io?" in warning
+
+
+def test_validate_refuses_unset_credential_variables_as_sync_would(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HUB_USER", raising=False)
+    monkeypatch.delenv("HUB_TOKEN", raising=False)
+    credentials = (
+        "registries:\n  docker.io:\n"
+        "    credentials: {username_env: HUB_USER, password_env: HUB_TOKEN}\n"
+    )
+    path = write(tmp_path, GOOD.replace("defaults:", credentials + "defaults:"))
+
+    assert main(["validate", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "registries.docker.io.credentials: environment variable(s) HUB_USER, HUB_TOKEN not set"
+        in err
+    )
+
+    monkeypatch.setenv("HUB_USER", "ci-bot")
+    monkeypatch.setenv("HUB_TOKEN", "dckr_pat_x")
+    assert main(["validate", "--config", str(path), "--log-format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert '"valid": true' in out and "dckr_pat_x" not in out

@@ -31,3 +31,34 @@ def test_regex_must_match_the_whole_tag():
 def test_bad_ranges_are_rejected(bad):
     with pytest.raises(ValueError):
         parse_semver_range(bad)
+
+
+# A slice of Docker Hub's python and node tag lists.
+PYTHON = [
+    "3.13-slim", "3.13.1-slim", "3.13-slim-bookworm", "3.12-slim", "3.12.8-slim",
+    "3.11-slim", "3.10-slim", "3.14.0a3-slim", "3-slim", "slim", "3.13", "3.13-alpine",
+]  # fmt: skip
+NODE = ["22-alpine", "22.12-alpine", "20-alpine", "18-alpine", "23-alpine", "22", "lts-alpine"]
+
+
+def test_a_variant_rule_picks_the_newest_minor_slim_tags_with_the_version_compared_as_a_version():
+    picked = select_tags(
+        PYTHON, regex=r"\d+\.\d+-slim", variant="slim", semver_range=">=3.11", latest=3
+    )
+    assert picked == ["3.13-slim", "3.12-slim", "3.11-slim"]
+
+
+def test_a_variant_is_matched_exactly_and_a_pre_release_version_never_qualifies():
+    picked = select_tags(PYTHON, variant="slim", semver_range=">=3.11")
+    assert "3.13-slim-bookworm" not in picked and "3.14.0a3-slim" not in picked
+    assert picked == ["3.13.1-slim", "3.13-slim", "3.12.8-slim", "3.12-slim", "3.11-slim"]
+    assert select_tags(PYTHON, variant="slim-bookworm", latest=5) == ["3.13-slim-bookworm"]
+
+
+def test_node_alpine_majors():
+    picked = select_tags(NODE, regex=r"\d+-alpine", variant="alpine", latest=3)
+    assert picked == ["23-alpine", "22-alpine", "20-alpine"]
+
+
+def test_without_a_variant_suffixed_tags_stay_out_of_version_rules():
+    assert select_tags(PYTHON, latest=1) == ["3.13"]
