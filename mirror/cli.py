@@ -26,7 +26,7 @@ from mirror.buildspec import (
     render_commands,
     replica_registries,
 )
-from mirror.config import Config, load_config, resolve_config_source
+from mirror.config import Config, load_config, resolve_config_source, with_one_image
 from mirror.config.model import DaemonSettings, EnvCredentials, SecretCredentials
 from mirror.config.source import is_remote
 from mirror.credentials import resolve_credentials
@@ -73,6 +73,13 @@ COMMANDS = {
         "Copy every configured image whose upstream digest differs from the target's. "
         "Unchanged images cost no upstream pull (a HEAD).",
         "mirror sync --config mirror.yaml --report report.json",
+    ),
+    "copy": (
+        "copy one image now, with the config's target, registries and credentials",
+        "Copy SRC (or SRC's --tag tags) now, as sync would copy it from the config's list: "
+        "digest kept, every blob verified, tags pushed last. The config's own images are "
+        "left alone.",
+        "mirror copy quay.io/prometheus/node-exporter --tag v1.8.2 --report copy.json",
     ),
     "plan": (
         "show what sync would copy and what it costs upstream, writing nothing",
@@ -193,15 +200,29 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also read every Secrets Manager secret the config names (needs AWS access)",
     )
-    for name in ("sync", "plan", "daemon"):
-        sub = command(name)
-        sub.add_argument(
-            "--shard",
-            type=_shard,
-            default=(0, 1),
-            metavar="I/N",
-            help="handle only the I-th of N deterministic shares of the images (0 <= I < N)",
-        )
+    copy = command("copy")
+    copy.add_argument(
+        "source",
+        metavar="SRC",
+        help="an image reference: nginx:1.27, ghcr.io/org/app@sha256:..., or a name with --tag",
+    )
+    copy.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="copy this tag of SRC (repeatable); SRC then names no tag",
+    )
+    for name in ("copy", "sync", "plan", "daemon"):
+        sub = command(name) if name != "copy" else copy
+        if name != "copy":
+            sub.add_argument(
+                "--shard",
+                type=_shard,
+                default=(0, 1),
+                metavar="I/N",
+                help="handle only the I-th of N deterministic shares of the images (0 <= I < N)",
+            )
         if name != "daemon":
             sub.add_argument("--report", type=Path, help="write a JSON report to this path")
         if name != "plan":
@@ -520,7 +541,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
             SyncOptions(
                 dry_run=args.command == "plan",
                 max_wait=getattr(args, "max_wait", DEFAULT_MAX_WAIT_SECONDS),
-                shard=args.shard,
+                shard=getattr(args, "shard", (0, 1)),
             ),
             on_result=(lambda r: say(_line(r))) if human else None,
         )
@@ -633,6 +654,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if report is not None:
         check_report_path(report)
     config = load_config(resolve_config_source(args.config))
+    if args.command == "copy":
+        config = with_one_image(config, args.source, tuple(args.tag))
     if args.command != "validate":
         for warning in config.warnings:
             log.warning("config_warning", detail=warning)

@@ -128,7 +128,7 @@ def mirror(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
     def run(*args: str, config: Path | str) -> Run:
         report = tmp_path / "report.json"
         report.unlink(missing_ok=True)
-        wants_report = args[0] in ("sync", "plan")
+        wants_report = args[0] in ("sync", "plan", "copy")
         extra = ["--report", str(report)] if wants_report else []
         code = main([*args, "--config", str(config), *extra])
         captured = capsys.readouterr()

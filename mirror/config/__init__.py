@@ -6,6 +6,14 @@ from mirror.config.load import (
     ImageEntry,
     load_config,
     resolve_config_source,
+    with_one_image,
 )
 
-__all__ = ["DEFAULT_CONFIG_PATH", "Config", "ImageEntry", "load_config", "resolve_config_source"]
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "Config",
+    "ImageEntry",
+    "load_config",
+    "resolve_config_source",
+    "with_one_image",
+]

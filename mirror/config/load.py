@@ -6,6 +6,7 @@ can go straight to it. The rest of mirror only sees `Config` and its `ImageEntry
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import os
@@ -204,6 +205,21 @@ def load_config(source: str | Path) -> Config:
     _check_duplicates(path, entries)
     warnings = _unused_registries(path, tree, model, entries)
     return Config(path, model, entries, policy, retired, warnings)
+
+
+def with_one_image(config: Config, image: str, tags: tuple[str, ...] = ()) -> Config:
+    """`mirror copy`: the config's target, registries, credentials and defaults, with the
+    one image given on the command line instead of its list."""
+    try:
+        spec: str | ImageSpec = ImageSpec(image=image, tags=list(tags)) if tags else image
+        if isinstance(spec, str):
+            parse_reference(spec)
+        model = config.model.model_copy(update={"images": [spec]})
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise ConfigError(f"mirror copy {image}: {problems}") from None
+    entries = _entries(model, CommentedMap())  # no lines: it came from the command line
+    return dataclasses.replace(config, model=model, images=entries, warnings=())
 
 
 def _check_duplicates(path: str, entries: tuple[ImageEntry, ...]) -> None:
