@@ -17,7 +17,7 @@ import structlog
 
 from mirror.access import merge_policy
 from mirror.config.model import KmsEncryption, RepositorySettings
-from mirror.errors import MirrorError
+from mirror.errors import MirrorError, aws_hint
 from mirror.lifecycle import MIRROR_DEFAULTS
 from mirror.oci.auth import Credentials
 from mirror.secrets import remember, remember_credentials
@@ -95,7 +95,7 @@ def call_aws(client: Any, operation: str, **kwargs: Any) -> Any:
             ) from None
         raise AwsError(f"{name}: {code}: {error.get('Message', '')}", code=code) from None
     except BotoCoreError as exc:
-        raise AwsError(f"{operation}: {exc}", code=type(exc).__name__) from None
+        raise AwsError(f"{operation}: {exc}", code=type(exc).__name__, hint=aws_hint(exc)) from None
 
 
 def encryption_configuration(settings: RepositorySettings) -> dict[str, str]:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import httpx
 import structlog
 from tenacity import (
     RetryCallState,
@@ -25,6 +26,16 @@ __all__ = ["RetryPolicy"]
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
+
+
+def _host_of(exc: BaseException | None) -> str | None:
+    """Which registry or CDN the failed request went to, for the `retrying` line."""
+    if isinstance(exc, httpx.HTTPError):
+        try:
+            return exc.request.url.host
+        except RuntimeError:  # raised before a request existed
+            return None
+    return getattr(exc, "host", None)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class RetryPolicy:
         exc = state.outcome.exception() if state.outcome else None
         log.warning(
             "retrying",
+            host=_host_of(exc),
             attempt=state.attempt_number,
             wait_seconds=round(state.upcoming_sleep, 2),
             error=str(exc),

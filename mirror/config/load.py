@@ -125,11 +125,64 @@ def _format_errors(path: str, tree: Any, error: ValidationError) -> str:
             loc += (context["key"],)
         loc += tuple(context.get("path", ()))
         line, where = _locate(tree, loc)
-        message = str(item["msg"]).removeprefix("Value error, ")
-        lines.append(f"{path}:{line}: {where}: {message}")
+        lines.append(f"{path}:{line}: {where}: {_in_our_words(item)}")
     if error.error_count() > _MAX_ERRORS_SHOWN:
         lines.append(f"... and {error.error_count() - _MAX_ERRORS_SHOWN} more")
     return "\n".join(lines)
+
+
+_KINDS = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping (key: value lines)",
+    "float_type": "a number",
+}
+
+
+def _written(value: Any) -> str:
+    kinds = {str: "text", int: "a number", float: "a number", bool: "true/false", list: "a list"}
+    kind = kinds.get(type(value), "a mapping" if isinstance(value, dict) else "nothing")
+    shown = f" {value!r}" if isinstance(value, str | int | float) and len(repr(value)) < 40 else ""
+    return f"{kind}{shown}"
+
+
+def _in_our_words(item: Any) -> str:
+    """pydantic's wording ("Input should be a valid dictionary or instance of TagRule")
+    turned into what to write instead."""
+    kind, loc, context = item["type"], tuple(item["loc"]), item.get("ctx") or {}
+    given = item.get("input")
+    if kind == "missing":
+        return "this key is required"
+    if loc and loc[-1] == "~rule" and kind == "model_type":
+        return (
+            f"tags must be a list of tags such as ['1.27', '1.27-alpine'] or a rule such as "
+            f"{{semver: '>=1.7', latest: 3}}, not {_written(given)}"
+        )
+    if loc and loc[-1] == "~all":
+        platforms = "[linux/amd64, linux/arm64]"
+        return f"write `all` or a list of platforms such as {platforms}, not {_written(given)}"
+    if kind == "model_type":
+        return f"must be a mapping (key: value lines), not {_written(given)}"
+    if kind == "literal_error":
+        expected = context.get("expected", "one of the documented values")
+        return f"must be {expected}, not {_written(given)}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = next(iter(context.values()), "")
+        words = {"greater_than_equal": "at least", "greater_than": "more than",
+                 "less_than_equal": "at most", "less_than": "less than"}[kind]  # fmt: skip
+        return f"must be {words} {bound}, not {_written(given)}"
+    if kind == "too_short":
+        return f"must have at least {context.get('min_length', 1)}, and has none"
+    if kind == "too_long":
+        return f"may have at most {context.get('max_length')}"
+    if kind in _KINDS:
+        return f"must be {_KINDS[kind]}, not {_written(given)}"
+    return str(item["msg"]).removeprefix("Value error, ")
 
 
 def _platform_filter(value: list[str] | str | None) -> PlatformFilter | None:
@@ -172,6 +225,21 @@ def _entries(model: MirrorConfig, tree: Any) -> tuple[ImageEntry, ...]:
     return tuple(entries)
 
 
+def _yaml_hint(problem: str) -> str:
+    """What the parser's words usually mean in a hand-written config."""
+    if "\\t" in problem or "tab" in problem:
+        return "YAML indents with spaces, never tabs"
+    if any(
+        words in problem
+        for words in ("mapping values are not allowed", "expected <block end>", "did not find")
+    ):
+        return (
+            "check the indentation of this line and the one above: keys of one mapping line "
+            "up, and a list item's keys line up after its '- '"
+        )
+    return "check the line and the one above it"
+
+
 def load_config(source: str | Path) -> Config:
     """Read and validate a config; any problem is a ConfigError naming file, line and key."""
     path = str(source)
@@ -181,7 +249,10 @@ def load_config(source: str | Path) -> Config:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        raise ConfigError(f"{path}:{line}: invalid YAML: {exc.problem or exc.context}") from None
+        problem = str(exc.problem or exc.context)
+        raise ConfigError(
+            f"{path}:{line}: invalid YAML: {problem}", hint=_yaml_hint(problem)
+        ) from None
     if not isinstance(tree, CommentedMap):
         raise ConfigError(f"{path}:1: the config must be a mapping with version, target, images")
     try:

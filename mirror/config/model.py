@@ -176,9 +176,7 @@ class RegistrySettings(Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
-            raise ValueError("write the endpoint as http(s)://host[:port], without a path")
-        return value
+        return _check_endpoint(value)
 
 
 class KmsEncryption(Section):
@@ -280,6 +278,12 @@ class ReplicaDestination(Section):
         return value if value is None else _check_account(value)
 
 
+def _check_endpoint(value: str | None) -> str | None:
+    if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
+        raise ValueError("write the endpoint as http(s)://host[:port], without a path")
+    return value
+
+
 class TargetSettings(Section):
     kind: Literal["registry", "ecr"] = "ecr"
     region: str | None = None
@@ -297,10 +301,10 @@ class TargetSettings(Section):
             raise ValueError(f"invalid AWS Region {value!r}: write e.g. us-east-1 or eu-west-2")
         return value
 
+    _registry_url = field_validator("registry_url")(_check_endpoint)
+
     @model_validator(mode="after")
     def _kind(self) -> TargetSettings:
-        if self.registry_url is not None:
-            RegistrySettings(url=self.registry_url)
         if self.kind == "registry":
             if not self.registry_url:
                 raise ValueError("kind: registry needs registry_url (e.g. http://127.0.0.1:5002)")

@@ -4,6 +4,7 @@ cannot be written is refused before work or names its path, and leaves no stray 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,52 @@ def test_a_reader_that_goes_away_never_stops_the_pass(
     assert "Traceback" not in err and "BrokenPipe" not in err and "Logging error" not in err
     for name, digest in digests.items():  # the pass went on to the end
         assert skopeo.raw_digest(target.host, f"{HUB_PREFIX}/{name}:1") == digest
+
+
+def test_the_live_display_shows_bytes_and_who_waits_for_quota_and_a_pipe_gets_plain_lines(
+    hub, target, seeder, mirror, write_config
+):
+    hub.limit, hub.window = 1, 3  # the second image waits for the next window
+    for name in ("a", "b"):
+        seeder.push(f"library/{name}", "1", Image([random_blob(2 << 20)]))
+    config = write_config(target, "- a:1\n- b:1", docker_io=hub.url)
+
+    drawn = mirror("sync", "--progress", "always", config=config)
+
+    assert drawn.code == 0, drawn.err
+    assert "docker.io: 1 image wait" in drawn.err and "for quota, max-wait left" in drawn.err
+    assert "MiB" in drawn.err and "images done:" in drawn.err
+    assert drawn.out.count("copied     docker.io/library/") == 2  # the lines still print
+
+    hub.reset_counters()
+    plain = mirror("sync", config=config)  # stderr is not a terminal here: no display
+    assert plain.code == 0 and "\x1b[" not in plain.err and "images done" not in plain.err
+
+
+def _every_command() -> list[str]:
+    from mirror.cli import COMMANDS
+
+    return sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("command", _every_command())
+def test_every_command_with_a_config_that_does_not_exist_is_one_sentence(command, capsys):
+    argv = [command, "--config", "/nonexistent/mirror.yaml"]
+    if command == "copy":
+        argv.insert(1, "nginx:1.16")
+    if command == "health":  # asks a daemon, reads no config it cannot find
+        argv += ["--port", "1"]
+    code, out, err = run(capsys, *argv)
+    assert code == (1 if command == "health" else 2), (out, err)
+    assert "Traceback" not in out + err
+    if command == "health":
+        assert "no daemon answering" in out
+    else:
+        assert_one_sentence(err, "/nonexistent/mirror.yaml")
+
+
+def test_ratelimit_speaks_json_when_asked(synced, capsys):
+    code, out, _ = run(capsys, "ratelimit", "--config", str(synced), "--log-format", "json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["registry"] == "docker.io" and row["remaining"] is not None

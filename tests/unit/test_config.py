@@ -52,11 +52,14 @@ def test_defaults_are_folded_into_each_image(tmp_path):
     [
         (("    tags: [", "    tgas: ["), "mirror.yaml:10: images[1].tgas: unknown key 'tgas'"),
         (("  kind: registry", "  kind: registry\n  colour: red"), ":4: target.colour: unknown key"),
-        (("latest: 3", "latest: three"), ":13: images[2].tags.latest: Input should be a valid"),
+        (
+            ("latest: 3", "latest: three"),
+            ":13: images[2].tags.latest: must be a whole number",
+        ),
         (("  - nginx:1.16", "  - Nginx:1.16"), ":8: images[0]: invalid repository"),
         (('semver: ">=1.7.0"', 'semver: "~1"'), ":13: images[2].tags.semver: invalid semver"),
         (("[linux/amd64]", "[linux]"), ":6: defaults.platforms: invalid platform 'linux'"),
-        (("version: 1", "version: 2"), ":1: version: Input should be 1"),
+        (("version: 1", "version: 2"), ":1: version: must be 1, not a number 2"),
         (
             ("  kind: registry", "  kind: ecr\n  credentials: {username_env: A, password_env: B}"),
             ":2: target: kind: ecr takes no credentials",
@@ -84,7 +87,10 @@ def test_defaults_are_folded_into_each_image(tmp_path):
             ("  kind: registry\n  registry_url: http://127.0.0.1:5002", "  region: us-east-1$(id)"),
             ":3: target.region: invalid AWS Region",
         ),
-        (("images:", "timeouts: {metadata: 2}\nimages:"), ":7: timeouts.metadata: Input should"),
+        (
+            ("images:", "timeouts: {metadata: 2}\nimages:"),
+            ":7: timeouts.metadata: must be text",
+        ),
         (("    platforms: all", "    refresh: soon"), ":11: images[1].refresh: invalid duration"),
         (("images:", "prune: {}\nimages:"), ":7: prune: prune works through the ECR API"),
         (
@@ -118,7 +124,7 @@ def test_immutable_tags_and_refresh_reach_each_image(tmp_path):
 
 def test_an_empty_image_list_is_an_error(tmp_path):
     text = GOOD[: GOOD.index("images:")] + "images: []\n"
-    assert ":7: images: List should have at least 1 item" in error_of(tmp_path, text)
+    assert ":7: images: must have at least 1, and has none" in error_of(tmp_path, text)
 
 
 def test_invalid_yaml_names_the_line(tmp_path):
@@ -222,3 +228,41 @@ def test_validate_refuses_unset_credential_variables_as_sync_would(tmp_path, cap
     assert main(["validate", "--config", str(path), "--log-format", "json"]) == 0
     out = capsys.readouterr().out
     assert '"valid": true' in out and "dckr_pat_x" not in out
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("version: 1", "version: 2"), "mirror.yaml:1: version: must be 1, not a number 2"),
+        (
+            ('tags: ["3.12-slim", "3.13-slim"]', "tags: 3.12-slim"),
+            "mirror.yaml:10: images[1].tags: tags must be a list of tags such as",
+        ),
+        (
+            ("registry_url: http://127.0.0.1:5002", "registry_url: 127.0.0.1:5002/v2"),
+            "mirror.yaml:4: target.registry_url: write the endpoint as http(s)://host[:port]",
+        ),
+        (
+            ("platforms: [linux/amd64]", "platforms: some"),
+            "mirror.yaml:6: defaults.platforms: write `all` or a list of platforms",
+        ),
+        (("  - image: python\n", "  - imag: python\n"), "did you mean 'image'?"),
+        (
+            ("defaults:", "concurrency: {images: four}\ndefaults:"),
+            "concurrency.images: must be a whole number, not text 'four'",
+        ),
+    ],
+)
+def test_schema_errors_are_in_our_words_on_the_right_key_and_line(tmp_path, change, expected):
+    old, new = change
+    error = error_of(tmp_path, GOOD.replace(old, new))
+    assert expected in error
+    assert "Input should" not in error and "Field required" not in error
+
+
+def test_a_yaml_indentation_mistake_gets_a_hint(tmp_path):
+    text = GOOD.replace("  - image: python\n    tags:", "  - image: python\n      tags:")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert "mirror.yaml:10: invalid YAML" in str(caught.value)
+    assert "indentation" in caught.value.hint
