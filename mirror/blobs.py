@@ -19,6 +19,7 @@ from enum import StrEnum
 import httpx
 import structlog
 
+from mirror import progress
 from mirror.errors import IntegrityError
 from mirror.oci.client import RegistryClient
 from mirror.oci.grammar import require_digest
@@ -104,7 +105,13 @@ def _chunks(response: httpx.Response) -> Iterator[bytes | memoryview]:
         turn ^= 1
 
 
-def _progress_logger(descriptor: Descriptor, image: str) -> ProgressFn | None:
+def _progress(descriptor: Descriptor, image: str) -> ProgressFn | None:
+    """The live display's bytes (mirror/progress.py) when a person watches; otherwise a
+    log line every few seconds for a large blob, so a long copy still says it moves."""
+    sink = progress.active()
+    if sink is not None:
+        sink.blob_started(image, descriptor.digest, descriptor.size)
+        return lambda received: sink.blob_advanced(image, descriptor.digest, received)
     if descriptor.size < PROGRESS_MIN_BYTES:
         return None
     last = time.monotonic()
@@ -232,9 +239,7 @@ class BlobCopier:
             log.debug("blob_mounted", digest=blob.digest, repository=target_repo)
             return BlobTransfer(BlobOutcome.MOUNTED)
         with job.upstream.open_blob(job.source_repo, blob.digest) as response:
-            chunks = verified_chunks(
-                response, blob.digest, blob.size, _progress_logger(blob, job.image)
-            )
+            chunks = verified_chunks(response, blob.digest, blob.size, _progress(blob, job.image))
             self._target.finish_upload(location, blob.digest, blob.size, chunks)
         log.debug("blob_copied", digest=blob.digest, bytes=blob.size, repository=target_repo)
         return BlobTransfer(BlobOutcome.COPIED, blob.size)

@@ -7,6 +7,7 @@ others were still synced); 2 the config or the command line is wrong (nothing to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -14,11 +15,11 @@ import textwrap
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from mirror import __version__
+from mirror import __version__, progress
 from mirror.buildspec import (
     collect_pulls,
     only_used,
@@ -50,9 +51,13 @@ from mirror.wiring import Clients, caller_account, target_registry_name
 
 __all__ = ["main"]
 
+if TYPE_CHECKING:
+    from mirror.live import LiveProgress
+
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+FAILURES_SUMMARISED = 10
 
 
 EXIT_CODES = """exit codes:
@@ -225,6 +230,14 @@ def _parser() -> argparse.ArgumentParser:
             )
         if name != "daemon":
             sub.add_argument("--report", type=Path, help="write a JSON report to this path")
+        if name in ("sync", "copy"):
+            sub.add_argument(
+                "--progress",
+                choices=["auto", "always", "never"],
+                default="auto",
+                help="a live display of bytes, MiB/s, time left and quota waits on stderr: "
+                "auto (default) draws it on a terminal only",
+            )
         if name != "plan":
             sub.add_argument(
                 "--max-wait",
@@ -415,6 +428,13 @@ def _summary(report: PassReport) -> str:
     )
     for error in report.errors:
         text += f"\n  {error.code}: {error.message}" + (f" ({error.hint})" if error.hint else "")
+    failed = [r for r in report.images if r.action is Action.FAILED and r.error is not None]
+    for result in failed[:FAILURES_SUMMARISED]:
+        assert result.error is not None
+        hint = f"; {result.error.hint}" if result.error.hint else ""
+        text += f"\n  failed {result.source}: {result.error.code}{hint}"
+    if len(failed) > FAILURES_SUMMARISED:
+        text += f"\n  ... and {len(failed) - FAILURES_SUMMARISED} more failed (see above)"
     for entry, dropped in report.dropped_tags.items():
         text += f"\n  {entry}: {dropped} upstream tags outside the OCI grammar dropped"
     for usage in report.registries:
@@ -533,18 +553,29 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     # A plan copies nothing: its figures would read as a sync's, and its heartbeat would
     # hide a schedule that stopped syncing.
     emf = resolve_emf(config.model.metrics) if args.command == "sync" else None
+    live = _live_progress(args) if human else None
+
+    def on_result(result: ImageResult) -> None:
+        say(_line(result))
+        if live is not None:
+            live.image_done(result.source, str(result.action))
+
     clients = Clients(config)
     try:
-        report = run_pass(
-            config,
-            clients,
-            SyncOptions(
-                dry_run=args.command == "plan",
-                max_wait=getattr(args, "max_wait", DEFAULT_MAX_WAIT_SECONDS),
-                shard=getattr(args, "shard", (0, 1)),
-            ),
-            on_result=(lambda r: say(_line(r))) if human else None,
-        )
+        with contextlib.ExitStack() as showing:
+            if live is not None:
+                showing.enter_context(live)
+                showing.enter_context(progress.showing(live))
+            report = run_pass(
+                config,
+                clients,
+                SyncOptions(
+                    dry_run=args.command == "plan",
+                    max_wait=getattr(args, "max_wait", DEFAULT_MAX_WAIT_SECONDS),
+                    shard=getattr(args, "shard", (0, 1)),
+                ),
+                on_result=on_result if human else None,
+            )
     finally:
         clients.close()
     if human:
@@ -553,6 +584,19 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     if args.report:
         write_report(report, args.report)
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _live_progress(args: argparse.Namespace) -> LiveProgress | None:
+    """The live display: on a terminal by default (stderr), never in a pipe or a file."""
+    wanted = getattr(args, "progress", "never")
+    if wanted == "never" or (wanted == "auto" and not sys.stderr.isatty()):
+        return None
+    from rich.console import Console  # only for a display: `mirror health` stays quick
+
+    from mirror.live import LiveProgress
+
+    console = Console(stderr=True, force_terminal=wanted == "always")
+    return LiveProgress(console, redirect_stdout=sys.stdout.isatty())
 
 
 def _health(args: argparse.Namespace) -> int:

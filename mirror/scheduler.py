@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from mirror import progress
 from mirror.quota import QuotaWait
 from mirror.threads import ContextPool
 
@@ -146,5 +147,8 @@ class QuotaScheduler(Generic[T]):
             wait_seconds=round(quota_wait.seconds, 1),
             reason=quota_wait.reason,
         )
+        sink = progress.active()
+        if sink is not None:
+            sink.quota_wait(key, 1 + len(queue.tasks), quota_wait.seconds, deadline - now)
         queue.tasks.appendleft(task)
         queue.pause(now, quota_wait.seconds)
