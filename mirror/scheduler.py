@@ -29,11 +29,15 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 
+QUOTA_LOG_SECONDS = 30.0
+
+
 @dataclass
 class _Queue(Generic[T]):
     tasks: deque[T] = field(default_factory=deque)
     resume_at: float = 0.0
     waited: float = 0.0
+    announced_at: float | None = None  # when a wait was last logged at INFO
 
     def pause(self, now: float, seconds: float) -> None:
         until = now + seconds
@@ -141,14 +145,22 @@ class QuotaScheduler(Generic[T]):
                 defer(deferred, "QUOTA_DEFERRED", message)
             queue.tasks.clear()
             return
-        log.info(
-            "quota_wait",
-            registry=key,
-            wait_seconds=round(quota_wait.seconds, 1),
-            reason=quota_wait.reason,
-        )
         sink = progress.active()
         if sink is not None:
             sink.quota_wait(key, 1 + len(queue.tasks), quota_wait.seconds, deadline - now)
+        # At INFO at most every QUOTA_LOG_SECONDS per registry: the re-checks every few
+        # seconds say nothing new. Never while the live display shows it.
+        news = queue.announced_at is None or now - queue.announced_at >= QUOTA_LOG_SECONDS
+        if news:
+            queue.announced_at = now
+        say = log.info if news and sink is None else log.debug
+        say(
+            "quota_wait",
+            registry=key,
+            images=1 + len(queue.tasks),
+            wait_seconds=round(quota_wait.seconds, 1),
+            max_wait_left_seconds=round(max(0.0, deadline - now), 1),
+            reason=quota_wait.reason,
+        )
         queue.tasks.appendleft(task)
         queue.pause(now, quota_wait.seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -277,3 +278,21 @@ def test_credentials_from_a_secrets_manager_secret(
         assert "ResourceNotFoundException" in refused.err and missing in refused.err
     finally:
         server.stop()
+
+
+def test_a_quota_wait_is_logged_at_most_every_30_s_with_who_waits_and_the_max_wait_left(
+    hub, target, seeder, mirror, write_config
+):
+    hub.limit, hub.window = 1, 4
+    for name in ("a", "b", "c"):
+        seeder.push(f"library/{name}", "1", Image([random_blob(100)]))
+    config = write_config(target, "- a:1\n- b:1\n- c:1", docker_io=hub.url)
+
+    run = mirror("sync", "--log-format", "json", config=config)
+
+    assert run.code == 0, run.err
+    waits = [json.loads(line) for line in run.out.splitlines() if '"quota_wait"' in line]
+    assert len(waits) == 1  # not one per re-check: at most one every 30 s
+    first = waits[0]
+    assert first["registry"] == "docker.io" and first["images"] >= 1
+    assert 0 < first["max_wait_left_seconds"] <= 600
