@@ -64,7 +64,7 @@ def verified_chunks(
     hasher = hashlib.new(algorithm)
     received = 0
     held: bytes | memoryview | None = None
-    for chunk in _chunks(response):
+    for chunk in _chunks(response, size):
         received += len(chunk)
         if received > size:
             raise IntegrityError(
@@ -88,13 +88,15 @@ def verified_chunks(
         yield held
 
 
-def _chunks(response: httpx.Response) -> Iterator[bytes | memoryview]:
+def _chunks(response: httpx.Response, size: int) -> Iterator[bytes | memoryview]:
     readinto = response.extensions.get(READINTO)
     if readinto is None:  # httpx's own transport (behind a proxy)
         yield from response.iter_raw(CHUNK_SIZE)
         return
-    # Two buffers: one is being sent while the other fills.
-    views = [memoryview(bytearray(WIRE_CHUNK_SIZE)) for _ in range(2)]
+    # Two buffers: one is being sent while the other fills. A small blob (a config, an
+    # empty layer) gets small ones; a body longer than declared still streams, and fails.
+    length = max(1, min(WIRE_CHUNK_SIZE, size))
+    views = [memoryview(bytearray(length)) for _ in range(2)]
     turn = 0
     while True:
         view = views[turn]

@@ -192,3 +192,24 @@ def test_a_copy_over_the_wire_is_verified_in_place_and_holds_back_its_last_chunk
                 assert isinstance(chunk, memoryview)
                 released += len(chunk)
         assert 0 < released < len(data)
+
+
+def test_a_small_blob_gets_small_buffers_and_an_overlong_body_still_fails(serve):
+    data = b"x" * 100
+
+    def blob(conn: socket.socket) -> None:
+        while read_request(conn):
+            conn.sendall(answer(data))
+
+    server = serve(blob)
+    with client() as http:
+        with http.stream("GET", server.url) as response:
+            chunks = list(
+                verified_chunks(response, "sha256:" + hashlib.sha256(data).hexdigest(), 100)
+            )
+        assert [len(c) for c in chunks] == [100] and len(chunks[0].obj) == 100  # not 1 MiB
+        with (
+            http.stream("GET", server.url) as response,
+            pytest.raises(IntegrityError, match="longer"),
+        ):
+            list(verified_chunks(response, "sha256:" + "0" * 64, 10))
