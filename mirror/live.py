@@ -84,6 +84,7 @@ class LiveProgress:
             else:
                 self._progress.advance(task, -before)
             self._blobs[(image, digest)] = 0
+            self._progress.refresh()  # a new blob is drawn at once, however quick its copy
 
     def blob_advanced(self, image: str, digest: str, received: int) -> None:
         with self._lock:
@@ -102,6 +103,7 @@ class LiveProgress:
                 self._waits[registry] = self._progress.add_task(text, total=None, start=False)
             else:
                 self._progress.update(task, description=text)
+            self._progress.refresh()
 
     def image_done(self, image: str, action: str) -> None:
         with self._lock:
