@@ -203,11 +203,7 @@ class Daemon:
         self.state.last_pass_failed = report.failed
         if not report.failed:
             self.state.last_success = finished
-        self.state.failures = [
-            {"source": r.source, "code": r.error.code if r.error else "INTERNAL"}
-            for r in report.images
-            if r.action is Action.FAILED
-        ][:FAILURES_SHOWN]
+        self.state.failures = report.failures(FAILURES_SHOWN)
         self.state.deferred = report.count(Action.DEFERRED)
         self.metrics.record(report, finished)
         announce_pass(report, config.model.metrics, self._emf)
@@ -317,8 +313,9 @@ def logging_flush() -> None:
 
 def _health_server(daemon: Daemon, address: str, port: int) -> HealthServer:
     def healthz() -> Page:
-        body = json.dumps(daemon.health(detailed=is_loopback(address))).encode()
-        return Page(200 if daemon.healthy() else 503, "application/json", body)
+        health = daemon.health(detailed=is_loopback(address))  # liveness is judged once
+        status = 200 if health["status"] == "ok" else 503
+        return Page(status, "application/json", json.dumps(health).encode())
 
     def metrics() -> Page:
         return Page(200, "text/plain; version=0.0.4", daemon.metrics.render())

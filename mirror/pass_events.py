@@ -8,7 +8,7 @@ import structlog
 
 from mirror.config.model import MetricsSettings
 from mirror.emf import EmfSettings, emit, pass_documents
-from mirror.report import Action, PassReport
+from mirror.report import PassReport
 
 __all__ = ["announce_pass"]
 
@@ -18,15 +18,11 @@ FAILURES_LISTED = 20  # the rest are in the per-image events and the report
 
 def announce_pass(report: PassReport, metrics: MetricsSettings, emf: EmfSettings | None) -> None:
     """`emf`: None for a plan, which copies nothing and must not look like a sync."""
-    failed = [r for r in report.images if r.action is Action.FAILED]
     fields = {
         "command": report.command,
         "seconds": round(report.seconds, 3),
         **report.summary(),
-        "failures": [
-            {"source": r.source, "code": r.error.code if r.error else "INTERNAL"}
-            for r in failed[:FAILURES_LISTED]
-        ],
+        "failures": report.failures(FAILURES_LISTED),
         "errors": [e.code for e in report.errors],
         "upstream_pulls": {u.registry: u.pulls for u in report.registries},
     }

@@ -132,6 +132,14 @@ class PassReport:
     def count(self, action: Action) -> int:
         return sum(1 for r in self.images if r.action is action)
 
+    def failures(self, limit: int) -> list[dict[str, str]]:
+        """The first `limit` failed images and their codes: what pass_done and /healthz show."""
+        failed = [r for r in self.images if r.action is Action.FAILED]
+        return [
+            {"source": r.source, "code": r.error.code if r.error else "INTERNAL"}
+            for r in failed[:limit]
+        ]
+
     @property
     def failed(self) -> bool:
         return self.count(Action.FAILED) > 0 or bool(self.errors)
