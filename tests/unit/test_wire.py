@@ -76,16 +76,22 @@ def answer(body: bytes, extra: bytes = b"") -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
 
 
+def always(body: bytes) -> Serve:
+    """A kept-alive connection that answers every request with `body`."""
+
+    def keep_alive(conn: socket.socket) -> None:
+        while read_request(conn):
+            conn.sendall(answer(body))
+
+    return keep_alive
+
+
 def client(**settings: object) -> httpx.Client:
     return httpx.Client(transport=WireTransport(), **settings)  # type: ignore[arg-type]
 
 
 def test_two_requests_share_one_kept_alive_connection(serve):
-    def keep_alive(conn: socket.socket) -> None:
-        while read_request(conn):
-            conn.sendall(answer(b"hello"))
-
-    server = serve(keep_alive)
+    server = serve(always(b"hello"))
     with client() as http:
         assert http.get(server.url + "/a").content == b"hello"
         assert http.get(server.url + "/b").content == b"hello"
@@ -176,12 +182,7 @@ def test_a_streamed_put_sends_memoryviews_as_they_are_with_its_content_length(se
 def test_a_copy_over_the_wire_is_verified_in_place_and_holds_back_its_last_chunk(serve):
     data = bytes(range(256)) * 12_000  # about 3 MiB: three buffers' worth
     good = "sha256:" + hashlib.sha256(data).hexdigest()
-
-    def blob(conn: socket.socket) -> None:
-        while read_request(conn):
-            conn.sendall(answer(data))
-
-    server = serve(blob)
+    server = serve(always(data))
     with client() as http:
         with http.stream("GET", server.url) as response:
             copied = b"".join(bytes(c) for c in verified_chunks(response, good, len(data)))
@@ -196,12 +197,7 @@ def test_a_copy_over_the_wire_is_verified_in_place_and_holds_back_its_last_chunk
 
 def test_a_small_blob_gets_small_buffers_and_an_overlong_body_still_fails(serve):
     data = b"x" * 100
-
-    def blob(conn: socket.socket) -> None:
-        while read_request(conn):
-            conn.sendall(answer(data))
-
-    server = serve(blob)
+    server = serve(always(data))
     with client() as http:
         with http.stream("GET", server.url) as response:
             chunks = list(
