@@ -23,9 +23,10 @@ ORGANIZATION_SID, ACCOUNTS_SID = "MirrorPullAccess", "MirrorPullAccessAccounts"
 SIDS = (ORGANIZATION_SID, ACCOUNTS_SID)
 
 
-def pull_statements(access: PullAccess) -> list[dict[str, Any]]:
+def pull_statements(access: PullAccess, partition: str = "aws") -> list[dict[str, Any]]:
     """One statement for the Organization (any principal with its aws:PrincipalOrgID) and
-    one naming the accounts: IAM ANDs the conditions of one statement, and either suffices."""
+    one naming the accounts (ARNs in the repositories' `partition`): IAM ANDs the
+    conditions of one statement, and either suffices."""
     statements: list[dict[str, Any]] = []
     if access.organization_id:
         statements.append(
@@ -42,14 +43,18 @@ def pull_statements(access: PullAccess) -> list[dict[str, Any]]:
             {
                 "Sid": ACCOUNTS_SID,
                 "Effect": "Allow",
-                "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in sorted(access.accounts)]},
+                "Principal": {
+                    "AWS": [f"arn:{partition}:iam::{a}:root" for a in sorted(access.accounts)]
+                },
                 "Action": list(PULL_ACTIONS),
             }
         )
     return statements
 
 
-def merge_policy(existing: str | None, access: PullAccess) -> dict[str, Any]:
+def merge_policy(
+    existing: str | None, access: PullAccess, partition: str = "aws"
+) -> dict[str, Any]:
     """The repository policy with mirror's statements as configured and every other
     statement of `existing` (its JSON text, or None) kept."""
     document: dict[str, Any] = {"Version": "2012-10-17", "Statement": []}
@@ -63,4 +68,4 @@ def merge_policy(existing: str | None, access: PullAccess) -> dict[str, Any]:
     others = [
         s for s in document["Statement"] if not (isinstance(s, dict) and s.get("Sid") in SIDS)
     ]
-    return {**document, "Statement": [*others, *pull_statements(access)]}
+    return {**document, "Statement": [*others, *pull_statements(access, partition)]}

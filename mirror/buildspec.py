@@ -213,12 +213,17 @@ def _prelude(config: Config, registry: str, replicas: dict[str, str]) -> list[st
         lines.append('mirror_login "$MIRROR_REGISTRY"')
     else:
         lines.append("mirror_login() { :; }")
+    # mirror_fetch PATH pulls PATH and prints the reference it pulled: the builder's image
+    # store knows only that one, so the names are tagged from it (and a digest reference
+    # can be no tag's target).
     lines.append(
-        'mirror_fallback() { [ "$MIRROR_REGISTRY" != "$mirror_primary" ] || return 1; '
+        "mirror_fetch() { "
+        'if docker pull --quiet "$MIRROR_REGISTRY/$1" >/dev/null; then '
+        'echo "$MIRROR_REGISTRY/$1"; return 0; fi; '
+        '[ "$MIRROR_REGISTRY" != "$mirror_primary" ] || return 1; '
         'echo "mirror: $MIRROR_REGISTRY lacks $1 (replication lags); pulling it from '
-        '$mirror_primary" >&2; mirror_login "$mirror_primary" && '
-        'docker pull --quiet "$mirror_primary/$1" && '
-        'docker tag "$mirror_primary/$1" "$MIRROR_REGISTRY/$1"; }'
+        '$mirror_primary" >&2; mirror_login "$mirror_primary" >&2 && '
+        'docker pull --quiet "$mirror_primary/$1" >/dev/null && echo "$mirror_primary/$1"; }'
     )
     return lines
 
@@ -230,16 +235,16 @@ def render_commands(
     failed pull after retries fails the build. Every word is built by mirror.shell."""
     commands = [BEGIN_MARK, *_prelude(config, registry, replicas or {})]
     attempts = " ".join(str(i) for i in range(1, PULL_ATTEMPTS + 1))
+    pulled = Var("MIRROR_REF")
     for pull in pulls:
-        ref = _mirror_ref(pull)
-        failed = join(["echo", "mirror: could not pull", ref])
+        failed = join(["echo", "mirror: could not pull", _mirror_ref(pull)])
         commands.append(
-            f"for attempt in {attempts}; do {join(['docker', 'pull', '--quiet', ref])} && break; "
-            f"{join(['mirror_fallback', pull.path])} && break; "
+            f"for attempt in {attempts}; do "
+            f"MIRROR_REF=$({join(['mirror_fetch', pull.path])}) && break; "
             f'[ "$attempt" = {PULL_ATTEMPTS} ] && {{ {failed} >&2; exit 1; }}; '
             "sleep $((attempt * 5)); done"
         )
-        commands += [join(["docker", "tag", ref, name]) for name in pull.names]
+        commands += [join(["docker", "tag", pulled, name]) for name in pull.names]
     commands.append(END_MARK)
     return commands
 
@@ -278,9 +283,9 @@ pull_and_tag() {{
   ref="$MIRROR_REGISTRY/$1"
   shift
   for attempt in {attempts}; do
-    if docker pull --quiet "$ref" >/dev/null || mirror_fallback "$path"; then
+    if pulled=$(mirror_fetch "$path"); then
       for name in "$@"; do
-        docker tag "$ref" "$name"
+        docker tag "$pulled" "$name"
       done
       return 0
     fi

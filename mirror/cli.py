@@ -42,7 +42,7 @@ from mirror.log import bind_run, new_run_id, scrub_text, setup_logging
 from mirror.naming import target_reference
 from mirror.output import say
 from mirror.pass_events import announce_pass
-from mirror.prune import run_prune
+from mirror.prune import restore_after_pass, run_prune
 from mirror.publish import merge_commands, publish
 from mirror.ratelimit import probe_rate_limits
 from mirror.report import Action, ImageResult, PassReport, check_report_path, write_report
@@ -367,6 +367,7 @@ def _validate(config: Config, args: argparse.Namespace) -> int:
             else str(target_reference(entry.source, registry, prefix))
         )
         images.append({"entry": entry.describe(), "target": destination, "platforms": platforms})
+    advice = _advice(config)
     if args.log_format == "json":
         say(
             json.dumps(
@@ -375,6 +376,7 @@ def _validate(config: Config, args: argparse.Namespace) -> int:
                     "valid": not problems,
                     "errors": problems,
                     "warnings": list(config.warnings),
+                    "advice": advice,
                     "images": images,
                 },
                 indent=2,
@@ -390,7 +392,21 @@ def _validate(config: Config, args: argparse.Namespace) -> int:
     say(f"{config.source}: valid, {len(config.images)} image entries")
     for image in images:
         say(f"  {image['entry']} -> {image['target']}  [{image['platforms']}]")
+    for line in advice:
+        say(f"advice: {line}")
     return EXIT_OK
+
+
+def _advice(config: Config) -> list[str]:
+    """What would make this config cheaper to run, known from the config alone."""
+    if config.model.target.kind != "ecr" or len(config.images) < 2:
+        return []
+    return [
+        "images in several repositories share layers: ECR mounts a layer another repository "
+        "holds only with the registry setting BLOB_MOUNTING enabled (`aws ecr "
+        "put-account-setting --name BLOB_MOUNTING --value ENABLED`; same encryption only); "
+        "each sync reports whether it is on"
+    ]
 
 
 def _line(result: ImageResult) -> str:
@@ -418,6 +434,12 @@ def _line(result: ImageResult) -> str:
     return text
 
 
+BLOB_MOUNTING_ADVICE = (
+    "ECR's BLOB_MOUNTING setting is off: a layer another repository holds is uploaded "
+    "again; `aws ecr put-account-setting --name BLOB_MOUNTING --value ENABLED` mounts it"
+)
+
+
 def _summary(report: PassReport) -> str:
     counts = report.summary()
     shown = ", ".join(f"{counts[str(a)]} {a}" for a in Action if counts[str(a)])
@@ -426,8 +448,22 @@ def _summary(report: PassReport) -> str:
         f"{counts['bytes'] / 2**20:.1f} MiB copied, "
         f"{counts['upstream_manifest_gets']} upstream manifest GETs, {report.seconds:.1f}s"
     )
+    if counts["blobs_uploaded"] or counts["blobs_mounted"]:
+        text += f"; blobs: {counts['blobs_uploaded']} uploaded, {counts['blobs_mounted']} mounted"
+    if report.blob_mounting == "DISABLED":
+        text += f"\n  {BLOB_MOUNTING_ADVICE}"
     for error in report.errors:
         text += f"\n  {error.code}: {error.message}" + (f" ({error.hint})" if error.hint else "")
+    for restored in report.restored:
+        text += (
+            f"\n  restored from ECR's archive: {restored['repository']}@{restored['digest']} "
+            f"({restored['pinned_by']}; pullable again within 20 minutes)"
+        )
+    for refused in report.settings_refused:
+        text += (
+            f"\n  {refused.repository}: {refused.setting} refused by ECR (images still "
+            f"copied): {refused.message}" + (f"; {refused.hint}" if refused.hint else "")
+        )
     failed = [r for r in report.images if r.action is Action.FAILED and r.error is not None]
     for result in failed[:FAILURES_SUMMARISED]:
         assert result.error is not None
@@ -576,6 +612,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
                 ),
                 on_result=on_result if human else None,
             )
+        restore_after_pass(config, clients, report)
     finally:
         clients.close()
     if human:

@@ -41,7 +41,7 @@ from mirror.liveness import Liveness, pass_allowance
 from mirror.log import bind_run, new_run_id
 from mirror.metrics import DaemonMetrics
 from mirror.pass_events import announce_pass
-from mirror.prune import run_prune
+from mirror.prune import restore_after_pass, run_prune
 from mirror.publish import publish
 from mirror.report import Action, PassReport
 from mirror.sync import DUE_TOLERANCE, SyncOptions, run_pass
@@ -188,6 +188,7 @@ class Daemon:
                 default_refresh=config.model.daemon.interval_seconds,
             )
             report = run_pass(config, clients, options)
+            restore_after_pass(config, clients, report)
             down = clients.target_breaker.open
             self.liveness.target_down_passes = self.liveness.target_down_passes + 1 if down else 0
             self._after(config, clients, report)

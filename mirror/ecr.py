@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -20,11 +22,14 @@ from mirror.config.model import KmsEncryption, RepositorySettings
 from mirror.errors import MirrorError, aws_hint
 from mirror.lifecycle import MIRROR_DEFAULTS
 from mirror.oci.auth import Credentials
+from mirror.partitions import partition
 from mirror.secrets import remember, remember_credentials
 
 __all__ = [
     "AwsError",
     "Ecr",
+    "Refusals",
+    "RefusedSetting",
     "call_aws",
     "ecr_host",
     "encryption_configuration",
@@ -72,6 +77,58 @@ class AwsError(MirrorError):
         self.code = code
 
 
+@dataclass(frozen=True)
+class RefusedSetting:
+    """A repository (or registry) setting ECR refused: the image is still copied, the
+    run exits 1, and the next pass tries the setting again."""
+
+    repository: str  # or the registry-level thing it is about: "replication", a rule prefix
+    setting: str  # the config's name for it: lifecycle_policy, pull_access, tags, ...
+    code: str
+    message: str
+    hint: str
+
+
+# What to do when ECR refuses a setting, by the config key it comes from.
+_SETTING_HINTS = {
+    "lifecycle_policy": "check the policy against ECR's lifecycle rules (`mirror validate`), "
+    "or set lifecycle_policy: none",
+    "pull_access": "check pull_access.organization_id and accounts; ECR names the part of "
+    "the policy it refused",
+    "tags": "ECR allows 50 tags, keys of 128 and values of 256 characters",
+    "tag_mutability": "check tag_mutability and tag_mutability_exclusions",
+    "scan_on_push": "a registry-level scanning configuration may override scan_on_push",
+    "replicate_to": "check replicate_to; a destination in another account needs its "
+    "registry policy (`mirror iam-policy --destination`)",
+    "creation_template": "check the repository settings the template copies",
+    "settings": "the repository's settings could not be read; the next pass tries again",
+}
+
+
+class Refusals:
+    """The settings ECR refused in one run, from every part that applies settings
+    (repositories, pull-through-cache templates, replication); thread-safe."""
+
+    def __init__(self) -> None:
+        self._found: list[RefusedSetting] = []
+        self._lock = threading.Lock()
+
+    def record(self, repository: str, setting: str, exc: AwsError) -> None:
+        """Log and keep ECR's refusal of `setting`, with what to do about it."""
+        if exc.code in ("AccessDeniedException", "AccessDenied"):
+            hint = "grant the permissions `mirror iam-policy` lists for this config"
+        else:
+            hint = exc.hint or _SETTING_HINTS.get(setting, "")
+        refused = RefusedSetting(repository, setting, exc.code, exc.message, hint)
+        log.error("repository_setting_refused", **refused.__dict__)
+        with self._lock:
+            self._found.append(refused)
+
+    def all(self) -> list[RefusedSetting]:
+        with self._lock:
+            return list(self._found)
+
+
 def ecr_host(account: str, region: str) -> str:
     suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
     return f"{account}.dkr.ecr.{region}{suffix}"
@@ -111,6 +168,14 @@ def exclusion_filters(settings: RepositorySettings) -> list[dict[str, str]]:
     return [{"filterType": "WILDCARD", "filter": f} for f in settings.tag_mutability_exclusions]
 
 
+class _AlreadyThere(Exception):
+    """create_repository lost a race with another run."""
+
+
+# create_repository's answers when the tags are what it refuses.
+_TAG_ERRORS = frozenset({"InvalidTagParameterException", "TooManyTagsException"})
+
+
 class Ecr:
     """One ECR registry (account + Region) as mirror's target."""
 
@@ -121,10 +186,14 @@ class Ecr:
         lifecycle_policy: dict[str, Any] | None,
         retired_lifecycle_policy: dict[str, Any] | None = None,
         prefix: str = "mirror",
+        refusals: Refusals | None = None,
     ) -> None:
         self._client = client
+        self._partition = partition(client.meta.region_name)
+        self._refusals = refusals or Refusals()
         self._settings = settings
-        self._tags = {**ownership_tags(prefix), **settings.tags}
+        self._owner_tags = ownership_tags(prefix)
+        self._tags = {**self._owner_tags, **settings.tags}
         self._lifecycle = lifecycle_policy
         self._retired = retired_lifecycle_policy
         self._ready: set[str] = set()
@@ -146,8 +215,23 @@ class Ecr:
         expires = data.get("expiresAt")
         return Credentials(user, password), expires.timestamp() if expires else None
 
+    def blob_mounting(self) -> str | None:
+        """The registry's BLOB_MOUNTING setting: with it ENABLED, ECR mounts a layer that
+        another repository of the registry holds instead of taking it again (same
+        encryption only); DISABLED answers a mount with an upload session. None where it
+        cannot be read."""
+        try:
+            found = call_aws(self._client, "get_account_setting", name="BLOB_MOUNTING")
+        except AwsError as exc:
+            log.debug("blob_mounting_unknown", error=str(exc))
+            return None
+        value = found.get("value")
+        return value if value in ("ENABLED", "DISABLED") else None
+
     def ensure_repository(self, name: str) -> None:
-        """Create `name` with the configured settings, or reconcile it; once per run."""
+        """Create `name` with the configured settings, or reconcile it; once per run.
+        Raises only when the repository cannot be created or read: a setting ECR refuses
+        is recorded (`Refusals`) and the copy goes on."""
         with self._lock:
             if name in self._ready:
                 return
@@ -162,6 +246,23 @@ class Ecr:
                 self._reconcile(name, existing)
             with self._lock:
                 self._ready.add(name)
+
+    def settle_repository(self, name: str) -> None:
+        """For an image already in place: reconcile its repository's settings once per
+        run, so a setting refused before is tried again without a copy. Never raises."""
+        try:
+            self.ensure_repository(name)
+        except AwsError as exc:
+            self._refusals.record(name, "settings", exc)
+
+    def _apply(self, name: str, setting: str, change: Callable[[], bool]) -> bool:
+        """Run one setting's check-and-change; True when it changed something. A refusal
+        is recorded, never raised."""
+        try:
+            return change()
+        except AwsError as exc:
+            self._refusals.record(name, setting, exc)
+            return False
 
     def _describe(self, name: str) -> dict[str, Any] | None:
         try:
@@ -185,75 +286,59 @@ class Ecr:
             arguments["imageTagMutabilityExclusionFilters"] = exclusion_filters(settings)
         arguments["tags"] = [{"Key": k, "Value": v} for k, v in self._tags.items()]
         try:
-            call_aws(self._client, "create_repository", **arguments)
-        except AwsError as exc:
-            if exc.code != "RepositoryAlreadyExistsException":  # another run just made it
-                raise
+            self._create_with(name, arguments)
+        except _AlreadyThere:  # another run just made it
             existing = self._describe(name)
             assert existing is not None
             self._reconcile(name, existing)
             return
         if self._lifecycle is not None:
-            call_aws(
-                self._client,
-                "put_lifecycle_policy",
-                repositoryName=name,
-                lifecyclePolicyText=json.dumps(self._lifecycle),
+            self._apply(name, "lifecycle_policy", lambda: self._put_lifecycle(name))
+        pull_access = settings.pull_access
+        if pull_access is not None:
+            self._apply(
+                name,
+                "pull_access",
+                lambda: self._set_policy(name, merge_policy(None, pull_access, self._partition)),
             )
-        if settings.pull_access is not None:
-            self._set_policy(name, merge_policy(None, settings.pull_access))
         log.info("repository_created", repository=name)
 
+    def _create_with(self, name: str, arguments: dict[str, Any]) -> None:
+        """create_repository; tags ECR refuses are recorded and the repository is made
+        with mirror's ownership tags alone (the copy needs the repository, not the tags)."""
+        try:
+            call_aws(self._client, "create_repository", **arguments)
+        except AwsError as exc:
+            if exc.code == "RepositoryAlreadyExistsException":
+                raise _AlreadyThere from None
+            owner_only = [{"Key": k, "Value": v} for k, v in self._owner_tags.items()]
+            if exc.code not in _TAG_ERRORS or arguments["tags"] == owner_only:
+                raise  # nothing left to drop: the repository cannot be made
+            self._refusals.record(name, "tags", exc)
+            self._create_with(name, {**arguments, "tags": owner_only})
+
+    def _put_lifecycle(self, name: str) -> bool:
+        call_aws(
+            self._client,
+            "put_lifecycle_policy",
+            repositoryName=name,
+            lifecyclePolicyText=json.dumps(self._lifecycle),
+        )
+        return True
+
     def _reconcile(self, name: str, repository: dict[str, Any]) -> None:
-        """Bring an existing repository's settings in line, logging each change."""
-        settings = self._settings
-        changed: list[str] = []
-        exclusions = exclusion_filters(settings)
-        if (
-            repository.get("imageTagMutability") != settings.tag_mutability
-            or (repository.get("imageTagMutabilityExclusionFilters") or []) != exclusions
-        ):
-            arguments: dict[str, Any] = {"imageTagMutability": settings.tag_mutability}
-            if exclusions:
-                arguments["imageTagMutabilityExclusionFilters"] = exclusions
-            call_aws(self._client, "put_image_tag_mutability", repositoryName=name, **arguments)
-            changed.append("tag_mutability")
-        scanning = repository.get("imageScanningConfiguration") or {}
-        if bool(scanning.get("scanOnPush")) != settings.scan_on_push:
-            call_aws(
-                self._client,
-                "put_image_scanning_configuration",
-                repositoryName=name,
-                imageScanningConfiguration={"scanOnPush": settings.scan_on_push},
-            )
-            changed.append("scan_on_push")
-        if self._lifecycle is not None and self._lifecycle_of(name) != self._lifecycle:
-            call_aws(
-                self._client,
-                "put_lifecycle_policy",
-                repositoryName=name,
-                lifecyclePolicyText=json.dumps(self._lifecycle),
-            )
-            changed.append("lifecycle_policy")
-        if self._retired is not None and self._lifecycle_of(name) in MIRROR_DEFAULTS:
-            call_aws(self._client, "delete_lifecycle_policy", repositoryName=name)
-            changed.append("lifecycle_policy removed: prune replaces it")
-        if self._tags_differ(repository["repositoryArn"]):  # repositories from before
-            call_aws(
-                self._client,
-                "tag_resource",
-                resourceArn=repository["repositoryArn"],
-                tags=[{"Key": k, "Value": v} for k, v in self._tags.items()],
-            )
-            changed.append("tags")
-        if settings.pull_access is not None:
-            current = self._policy_of(name)
-            wanted = merge_policy(current, settings.pull_access)
-            if current is None or json.loads(current) != wanted:
-                self._set_policy(name, wanted)
-                changed.append("pull_access")
+        """Bring an existing repository's settings in line, logging each change; each
+        setting on its own, so one that ECR refuses leaves the others applied."""
+        changes: list[tuple[str, Callable[[], bool]]] = [
+            ("tag_mutability", lambda: self._mutability(name, repository)),
+            ("scan_on_push", lambda: self._scanning(name, repository)),
+            ("lifecycle_policy", lambda: self._lifecycle_setting(name)),
+            ("tags", lambda: self._tagging(repository["repositoryArn"])),
+            ("pull_access", lambda: self._pull_access(name)),
+        ]
+        changed = [setting for setting, change in changes if self._apply(name, setting, change)]
         encryption = repository.get("encryptionConfiguration") or {"encryptionType": "AES256"}
-        wanted = encryption_configuration(settings)
+        wanted = encryption_configuration(self._settings)
         if encryption.get("encryptionType") != wanted["encryptionType"] or (
             "kmsKey" in wanted and encryption.get("kmsKey") != wanted["kmsKey"]
         ):
@@ -267,6 +352,63 @@ class Ecr:
         if changed:
             log.info("repository_reconciled", repository=name, changed=changed)
 
+    def _mutability(self, name: str, repository: dict[str, Any]) -> bool:
+        settings = self._settings
+        exclusions = exclusion_filters(settings)
+        if (
+            repository.get("imageTagMutability") == settings.tag_mutability
+            and (repository.get("imageTagMutabilityExclusionFilters") or []) == exclusions
+        ):
+            return False
+        arguments: dict[str, Any] = {"imageTagMutability": settings.tag_mutability}
+        if exclusions:
+            arguments["imageTagMutabilityExclusionFilters"] = exclusions
+        call_aws(self._client, "put_image_tag_mutability", repositoryName=name, **arguments)
+        return True
+
+    def _scanning(self, name: str, repository: dict[str, Any]) -> bool:
+        scanning = repository.get("imageScanningConfiguration") or {}
+        if bool(scanning.get("scanOnPush")) == self._settings.scan_on_push:
+            return False
+        call_aws(
+            self._client,
+            "put_image_scanning_configuration",
+            repositoryName=name,
+            imageScanningConfiguration={"scanOnPush": self._settings.scan_on_push},
+        )
+        return True
+
+    def _lifecycle_setting(self, name: str) -> bool:
+        """The configured policy in place; or, where prune replaces mirror's default, that
+        default removed."""
+        if self._lifecycle is not None:
+            return self._lifecycle_of(name) != self._lifecycle and self._put_lifecycle(name)
+        if self._retired is not None and self._lifecycle_of(name) in MIRROR_DEFAULTS:
+            call_aws(self._client, "delete_lifecycle_policy", repositoryName=name)
+            log.info("lifecycle_policy_removed", repository=name, why="prune replaces it")
+            return True
+        return False
+
+    def _tagging(self, arn: str) -> bool:
+        if not self._tags_differ(arn):  # repositories from before
+            return False
+        call_aws(
+            self._client,
+            "tag_resource",
+            resourceArn=arn,
+            tags=[{"Key": k, "Value": v} for k, v in self._tags.items()],
+        )
+        return True
+
+    def _pull_access(self, name: str) -> bool:
+        if self._settings.pull_access is None:
+            return False
+        current = self._policy_of(name)
+        wanted = merge_policy(current, self._settings.pull_access, self._partition)
+        if current is not None and json.loads(current) == wanted:
+            return False
+        return self._set_policy(name, wanted)
+
     def _policy_of(self, name: str) -> str | None:
         try:
             found = call_aws(self._client, "get_repository_policy", repositoryName=name)
@@ -276,13 +418,14 @@ class Ecr:
             raise
         return str(found["policyText"])
 
-    def _set_policy(self, name: str, policy: dict[str, Any]) -> None:
+    def _set_policy(self, name: str, policy: dict[str, Any]) -> bool:
         call_aws(
             self._client,
             "set_repository_policy",
             repositoryName=name,
             policyText=json.dumps(policy),
         )
+        return True
 
     def _lifecycle_of(self, name: str) -> Any:
         try:

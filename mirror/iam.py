@@ -17,6 +17,8 @@ from mirror.config.model import KmsEncryption, RegistrySettings, SecretCredentia
 from mirror.config.source import remote_resource
 from mirror.ecr import OWNER_TAG, OWNER_VALUE
 from mirror.errors import ConfigError
+from mirror.lifecycle import can_archive
+from mirror.partitions import partition
 from mirror.ptc import SECRET_PREFIX
 
 __all__ = [
@@ -60,6 +62,8 @@ def repository_actions(config: Config) -> set[str]:
         actions |= {"ecr:DeleteLifecyclePolicy", "ecr:GetLifecyclePolicy"}
     if config.model.target.repository.pull_access is not None:
         actions |= {"ecr:GetRepositoryPolicy", "ecr:SetRepositoryPolicy"}
+    if can_archive(config.lifecycle_policy):  # archived images that something pins
+        actions.add("ecr:UpdateImageStorageClass")
     return actions
 
 
@@ -98,7 +102,8 @@ def _secret_resource(arn: str, warnings: list[str]) -> str:
 def _mirror_repositories(config: Config, account: str, region: str) -> str:
     """The ARN pattern of every repository under the mirror's prefix."""
     prefix = config.model.target.repository_prefix.strip("/")
-    return f"arn:aws:ecr:{region}:{account}:repository/{prefix + '/' if prefix else ''}*"
+    where = f"{partition(region)}:ecr:{region}:{account}"
+    return f"arn:{where}:repository/{prefix + '/' if prefix else ''}*"
 
 
 def consumer_policy(config: Config, account: str | None = None) -> dict[str, Any]:
@@ -121,9 +126,15 @@ def consumer_policy(config: Config, account: str | None = None) -> dict[str, Any
                 "Sid": "PullTheMirror",
                 "Effect": "Allow",
                 "Action": list(PULL_ACTIONS),
-                "Resource": [
-                    _mirror_repositories(config, account, r)
-                    for r in [region, *(d.region for d in config.model.target.replicate_to)]
+                "Resource": [  # each replica in its own account
+                    _mirror_repositories(config, a, r)
+                    for a, r in [
+                        (account, region),
+                        *(
+                            (d.account or account, d.region)
+                            for d in config.model.target.replicate_to
+                        ),
+                    ]
                 ],
             },
         ],
@@ -173,6 +184,8 @@ def policy_document(
     statements += _config_statements(config, account, region)
     if config.model.prune is not None:
         statements += _prune_statements(config, account, region)
+    elif config.model.target.kind == "ecr" and can_archive(config.lifecycle_policy):
+        statements.append(_pins_in_use_statement())
     statements += _event_statements(config, account, region)
     if secrets:
         statements.append(
@@ -209,8 +222,8 @@ def _remote_arn(source: str, account: str, region: str) -> tuple[str, str] | Non
         return None
     service, bucket, key = resource
     if service == "s3":
-        return service, f"arn:aws:s3:::{bucket}/{key}"
-    return service, f"arn:aws:ssm:{region}:{account}:parameter{key}"
+        return service, f"arn:{partition(region)}:s3:::{bucket}/{key}"
+    return service, f"arn:{partition(region)}:ssm:{region}:{account}:parameter{key}"
 
 
 def _protected_reads(config: Config, account: str, region: str) -> list[dict[str, Any]]:
@@ -234,22 +247,28 @@ def _protected_reads(config: Config, account: str, region: str) -> list[dict[str
     return statements
 
 
+def _pins_in_use_statement() -> dict[str, Any]:
+    """What workloads pin, read only when a sync finds an archived image: the lifecycle
+    policy archives untagged images, and those still in use are restored."""
+    return {
+        "Sid": "ImagesInUse",
+        "Effect": "Allow",
+        "Action": list(PRUNE_IN_USE_ACTIONS),
+        "Resource": "*",
+    }
+
+
 def _prune_statements(config: Config, account: str, region: str) -> list[dict[str, Any]]:
     """Reading what workloads use (these list calls take no resource scope), listing every
     repository to find the mirror's, and deleting images only under the prefix."""
     return [
         *_protected_reads(config, account, region),
-        {
-            "Sid": "PruneImagesInUse",
-            "Effect": "Allow",
-            "Action": list(PRUNE_IN_USE_ACTIONS),
-            "Resource": "*",
-        },
+        {**_pins_in_use_statement(), "Sid": "PruneImagesInUse"},
         {
             "Sid": "PruneListRepositories",
             "Effect": "Allow",
             "Action": ["ecr:DescribeRepositories", "ecr:ListTagsForResource"],
-            "Resource": f"arn:aws:ecr:{region}:{account}:repository/*",
+            "Resource": f"arn:{partition(region)}:ecr:{region}:{account}:repository/*",
         },
         {
             "Sid": "PruneDeleteImages",
@@ -267,7 +286,7 @@ def _event_statements(config: Config, account: str, region: str) -> list[dict[st
     buses = sorted(
         s.eventbridge.bus
         if s.eventbridge.bus.startswith("arn:")
-        else f"arn:aws:events:{region}:{account}:event-bus/{s.eventbridge.bus}"
+        else f"arn:{partition(region)}:events:{region}:{account}:event-bus/{s.eventbridge.bus}"
         for s in config.model.events
         if s.eventbridge is not None
     )
@@ -331,6 +350,12 @@ def _ecr_statements(config: Config, account: str, region: str) -> list[dict[str,
             "Action": sorted(DATA_PLANE_PUSH | repository_actions(config)),
             "Resource": repositories,
         },
+        {
+            "Sid": "RegistrySettings",  # BLOB_MOUNTING, read for the pass's report
+            "Effect": "Allow",
+            "Action": ["ecr:GetAccountSetting"],
+            "Resource": "*",
+        },
     ]
     encryption = target.repository.encryption
     if isinstance(encryption, KmsEncryption):
@@ -380,10 +405,11 @@ def destination_policies(config: Config, account: str | None = None) -> dict[str
             {
                 "Sid": f"MirrorReplicationFrom{source}{destination.region.replace('-', '')}",
                 "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{source}:root"},
+                "Principal": {"AWS": f"arn:{partition(destination.region)}:iam::{source}:root"},
                 "Action": ["ecr:CreateRepository", "ecr:ReplicateImage"],
                 "Resource": (
-                    f"arn:aws:ecr:{destination.region}:{destination.account}:repository/*"
+                    f"arn:{partition(destination.region)}:ecr:{destination.region}:"
+                    f"{destination.account}:repository/*"
                 ),
             }
         )
@@ -396,16 +422,16 @@ def _kms_statement(key: str | None, account: str, region: str) -> dict[str, Any]
     via = {"kms:ViaService": f"ecr.{region}.amazonaws.com"}
     condition: dict[str, Any] = {"StringEquals": via}
     if key is None:  # the AWS managed key ECR uses
-        resource = f"arn:aws:kms:{region}:{account}:key/*"
+        resource = f"arn:{partition(region)}:kms:{region}:{account}:key/*"
         condition["ForAnyValue:StringEquals"] = {"kms:ResourceAliases": "alias/aws/ecr"}
     elif key.startswith("arn:") and ":alias/" not in key:
         resource = key
     elif key.startswith("alias/") or ":alias/" in key:
-        resource = f"arn:aws:kms:{region}:{account}:key/*"
+        resource = f"arn:{partition(region)}:kms:{region}:{account}:key/*"
         alias = key[key.index("alias/") :]
         condition["ForAnyValue:StringEquals"] = {"kms:ResourceAliases": alias}
     else:
-        resource = f"arn:aws:kms:{region}:{account}:key/{key}"
+        resource = f"arn:{partition(region)}:kms:{region}:{account}:key/{key}"
     return {
         "Sid": "RepositoryEncryptionKey",
         "Effect": "Allow",
@@ -444,9 +470,19 @@ def _pull_through_statements(config: Config, account: str, region: str) -> list[
             "Resource": "*",
         }
     ]
+    roles = sorted({s.role_arn for s in cached.values() if s.role_arn})
+    if roles:  # ECR-to-ECR rules: CreatePullThroughCacheRule passes the role to ECR
+        statements.append(
+            {
+                "Sid": "PullThroughCacheUpstreamRole",
+                "Effect": "Allow",
+                "Action": ["iam:PassRole"],
+                "Resource": roles,
+            }
+        )
     prefix = config.model.target.repository_prefix
     warmed = sorted(
-        f"arn:aws:ecr:{region}:{account}:repository/{ptc_prefix(prefix, host)}/*"
+        f"arn:{partition(region)}:ecr:{region}:{account}:repository/{ptc_prefix(prefix, host)}/*"
         for host, settings in cached.items()
         if settings.prewarm
     )
@@ -463,7 +499,7 @@ def _pull_through_statements(config: Config, account: str, region: str) -> list[
                 "Resource": warmed,
             }
         )
-    secret_arn = f"arn:aws:secretsmanager:{region}:{account}:secret:"
+    secret_arn = f"arn:{partition(region)}:secretsmanager:{region}:{account}:secret:"
     managed = sorted(
         f"{secret_arn}{managed_secret_name(prefix, host)}-??????"
         for host, settings in cached.items()

@@ -24,8 +24,12 @@ def announce_pass(report: PassReport, metrics: MetricsSettings, emf: EmfSettings
         **report.summary(),
         "failures": report.failures(FAILURES_LISTED),
         "errors": [e.code for e in report.errors],
+        "settings_refused": [f"{r.repository}: {r.setting}" for r in report.settings_refused],
+        "restored": len(report.restored),
         "upstream_pulls": {u.registry: u.pulls for u in report.registries},
     }
+    if report.blob_mounting is not None:
+        fields["blob_mounting"] = report.blob_mounting
     if report.retry_in is not None:
         fields["retry_in"] = round(report.retry_in, 1)
     if report.failed:

@@ -20,9 +20,10 @@ from typing import Any
 import structlog
 
 from mirror.config.model import RepositorySettings
-from mirror.ecr import AwsError, call_aws
+from mirror.ecr import AwsError, Refusals, call_aws
 from mirror.oci.auth import Credentials
 from mirror.oci.reference import registry_alias
+from mirror.partitions import partition
 from mirror.templates import creation_template, ensure_template
 
 __all__ = [
@@ -61,10 +62,16 @@ _SUPPORTED = {
 }
 
 
+# Another private ECR registry (any account, any Region): ECR pulls with an IAM role.
+_ECR_RE = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+
+
 def ptc_upstream(host: str) -> CacheableUpstream | None:
     """ECR's name for `host` as a pull-through-cache upstream, or None if it has none."""
     if host.endswith(".azurecr.io"):
         return CacheableUpstream("azure-container-registry", host, True)
+    if _ECR_RE.match(host):
+        return CacheableUpstream("ecr", host, False)
     return _SUPPORTED.get(host)
 
 
@@ -94,11 +101,13 @@ class PullThroughCache:
         secrets: Any,
         settings: RepositorySettings,
         lifecycle_policy: dict[str, Any] | None,
+        refusals: Refusals,
     ) -> None:
         self._ecr = ecr
         self._secrets = secrets
         self._settings = settings
         self._lifecycle = lifecycle_policy
+        self._refusals = refusals
 
     def ensure(
         self,
@@ -106,22 +115,29 @@ class PullThroughCache:
         prefix: str,
         credentials: Credentials | None,
         secret_arn: str | None = None,
+        role_arn: str | None = None,
     ) -> None:
-        """Secret, rule, template and validation for one upstream; raises AwsError."""
+        """Secret, rule, template and validation for one upstream; raises AwsError when
+        the rule cannot serve. A template ECR refuses is recorded: the rule still serves,
+        with ECR's default settings for the repositories it creates."""
         upstream = ptc_upstream(host)
         assert upstream is not None, "the config loader refuses unsupported upstreams"
         credential_arn = None
         if upstream.needs_credentials:
             credential_arn = self._credential_arn(prefix, credentials, secret_arn)
-        self._ensure_rule(prefix, upstream, credential_arn)
+        self._ensure_rule(prefix, upstream, credential_arn, role_arn)
         template = creation_template(
             self._settings,
             self._lifecycle,
             prefix,
             "PULL_THROUGH_CACHE",
             "Settings for repositories cached by mirror's pull-through rule",
+            partition(self._ecr.meta.region_name),
         )
-        ensure_template(self._ecr, template)
+        try:
+            ensure_template(self._ecr, template)
+        except AwsError as exc:
+            self._refusals.record(prefix, "creation_template", exc)
         validation = call_aws(
             self._ecr, "validate_pull_through_cache_rule", ecrRepositoryPrefix=prefix
         )
@@ -169,7 +185,11 @@ class PullThroughCache:
         return str(found["ARN"])
 
     def _ensure_rule(
-        self, prefix: str, upstream: CacheableUpstream, credential_arn: str | None
+        self,
+        prefix: str,
+        upstream: CacheableUpstream,
+        credential_arn: str | None,
+        role_arn: str | None = None,
     ) -> None:
         existing = self._rule(prefix)
         if existing is None:
@@ -180,6 +200,8 @@ class PullThroughCache:
             }
             if credential_arn:
                 arguments["credentialArn"] = credential_arn
+            if role_arn:
+                arguments["customRoleArn"] = role_arn
             try:
                 call_aws(self._ecr, "create_pull_through_cache_rule", **arguments)
                 log.info("pull_through_cache_rule_created", prefix=prefix, upstream=upstream.url)
@@ -196,12 +218,14 @@ class PullThroughCache:
                 code="PTC_CONFLICT",
                 hint="delete that rule, or set another target.repository_prefix",
             )
-        if credential_arn and existing.get("credentialArn") != credential_arn:
+        changed = {
+            key: value
+            for key, value in (("credentialArn", credential_arn), ("customRoleArn", role_arn))
+            if value and existing.get(key) != value
+        }
+        if changed:
             call_aws(
-                self._ecr,
-                "update_pull_through_cache_rule",
-                ecrRepositoryPrefix=prefix,
-                credentialArn=credential_arn,
+                self._ecr, "update_pull_through_cache_rule", ecrRepositoryPrefix=prefix, **changed
             )
             log.info("pull_through_cache_rule_updated", prefix=prefix)
 

@@ -15,7 +15,8 @@ from typing import Any
 import structlog
 
 from mirror.config.model import ReplicaDestination, RepositorySettings
-from mirror.ecr import call_aws
+from mirror.ecr import AwsError, Refusals, call_aws
+from mirror.partitions import partition
 from mirror.templates import creation_template, ensure_template
 
 __all__ = ["Replication", "merged_rules", "mirror_rule"]
@@ -26,17 +27,22 @@ log = structlog.get_logger(__name__)
 def mirror_rule(
     prefix: str, destinations: list[ReplicaDestination], account: str
 ) -> dict[str, Any]:
+    """mirror's rule: a prefix match on `<prefix>/`, so another team's `<prefix>ball/...`
+    repositories are not replicated with it."""
     return {
         "destinations": [
             {"region": d.region, "registryId": d.account or account} for d in destinations
         ],
-        "repositoryFilters": [{"filter": prefix, "filterType": "PREFIX_MATCH"}],
+        "repositoryFilters": [{"filter": f"{prefix}/", "filterType": "PREFIX_MATCH"}],
     }
 
 
 def merged_rules(current: list[dict[str, Any]], rule: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every rule another owner has, then mirror's (identified by its filter)."""
-    others = [r for r in current if r.get("repositoryFilters") != rule["repositoryFilters"]]
+    """Every rule another owner has, then mirror's (identified by its filter, or by the
+    filter without its `/` that earlier versions wrote)."""
+    ours = rule["repositoryFilters"]
+    earlier = [{**f, "filter": f["filter"].rstrip("/")} for f in ours]
+    others = [r for r in current if r.get("repositoryFilters") not in (ours, earlier)]
     return [*others, rule]
 
 
@@ -50,8 +56,10 @@ class Replication:
         prefix: str,
         destinations: list[ReplicaDestination],
         account: str,
+        refusals: Refusals,
     ) -> None:
         """`regional_client(region)` is an ECR client in that Region, for the templates."""
+        self._refusals = refusals
         self._ecr = ecr
         self._regional = regional_client
         self._settings = settings
@@ -61,23 +69,19 @@ class Replication:
         self._account = account
 
     def ensure(self) -> None:
-        found = call_aws(self._ecr, "describe_registry")
-        current = (found.get("replicationConfiguration") or {}).get("rules") or []
-        rule = mirror_rule(self._prefix, self._destinations, self._account)
-        wanted = merged_rules(current, rule)
-        if wanted != current:
-            call_aws(
-                self._ecr,
-                "put_replication_configuration",
-                replicationConfiguration={"rules": wanted},
-            )
-            log.info("replication_configured", prefix=self._prefix, rule=rule)
+        """The rule and the replicas' templates; what ECR refuses is recorded (the
+        primary still gets every copy), never raised."""
+        try:
+            self._ensure_rule()
+        except AwsError as exc:
+            self._refusals.record("replication", "replicate_to", exc)
         template = creation_template(
             self._settings,
             self._lifecycle,
             self._prefix,
             "REPLICATION",
             "Settings for replicas of mirror's repositories",
+            partition(self._ecr.meta.region_name),
         )
         for destination in self._destinations:
             if destination.account not in (None, self._account):
@@ -89,4 +93,22 @@ class Replication:
                     "`mirror iam-policy --destination` and its own REPLICATION template",
                 )
                 continue
-            ensure_template(self._regional(destination.region), template)
+            try:
+                ensure_template(self._regional(destination.region), template)
+            except AwsError as exc:
+                self._refusals.record(
+                    f"{self._prefix} in {destination.region}", "creation_template", exc
+                )
+
+    def _ensure_rule(self) -> None:
+        found = call_aws(self._ecr, "describe_registry")
+        current = (found.get("replicationConfiguration") or {}).get("rules") or []
+        rule = mirror_rule(self._prefix, self._destinations, self._account)
+        wanted = merged_rules(current, rule)
+        if wanted != current:
+            call_aws(
+                self._ecr,
+                "put_replication_configuration",
+                replicationConfiguration={"rules": wanted},
+            )
+            log.info("replication_configured", prefix=self._prefix, rule=rule)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import httpx
 
 from mirror import __version__
+from mirror.ecr import RefusedSetting
 from mirror.errors import ConfigError, MirrorError, printable, safe_url
 from mirror.files import atomic_write
 from mirror.secrets import mask
@@ -128,6 +129,14 @@ class PassReport:
     dropped_tags: dict[str, int] = field(default_factory=dict)
     # What failed beside the images (replication could not be configured): exit 1.
     errors: list[ErrorInfo] = field(default_factory=list)
+    # Repository settings ECR refused; the images were still copied: exit 1.
+    settings_refused: list[RefusedSetting] = field(default_factory=list)
+    # ECR's BLOB_MOUNTING registry setting (ENABLED, DISABLED), None where unknown.
+    blob_mounting: str | None = None
+    # Images already mirrored that a replica lacked, copied there (replica, image, digest).
+    replicas_filled: list[dict[str, str]] = field(default_factory=list)
+    # Archived images that something pins, restored (repository, digest, pinned_by).
+    restored: list[dict[str, str]] = field(default_factory=list)
 
     def count(self, action: Action) -> int:
         return sum(1 for r in self.images if r.action is action)
@@ -142,12 +151,14 @@ class PassReport:
 
     @property
     def failed(self) -> bool:
-        return self.count(Action.FAILED) > 0 or bool(self.errors)
+        return self.count(Action.FAILED) > 0 or bool(self.errors) or bool(self.settings_refused)
 
     def summary(self) -> dict[str, int]:
         return {
             **{str(a): self.count(a) for a in Action},
             "bytes": sum(r.bytes for r in self.images),
+            "blobs_uploaded": sum(r.blobs_copied for r in self.images),
+            "blobs_mounted": sum(r.blobs_mounted for r in self.images),
             "upstream_manifest_gets": sum(r.upstream_manifest_gets for r in self.images),
             "not_due": self.not_due,
             "events_sent": self.events_sent,
@@ -169,6 +180,10 @@ class PassReport:
             "registries": [{**asdict(r), "pulls": r.pulls} for r in self.registries],
             "dropped_tags": self.dropped_tags,
             "errors": [asdict(e) for e in self.errors],
+            "blob_mounting": self.blob_mounting,
+            "settings_refused": [asdict(r) for r in self.settings_refused],
+            "restored": self.restored,
+            "replicas_filled": self.replicas_filled,
             "images": [r.to_json() for r in self.images],
         }
 

@@ -24,12 +24,13 @@ from mirror.artifacts import ArtifactCopier
 from mirror.blobs import BlobCopier
 from mirror.config import Config, ImageEntry
 from mirror.copy import Check, CopyJob, ImageCopier, Staleness
-from mirror.errors import InvalidTargetNameError, MirrorError, SelectionError
+from mirror.errors import InvalidTargetNameError, MirrorError, RegistryError, SelectionError
 from mirror.events import FLUSH_SECONDS, EventPublisher, TagMoved
 from mirror.naming import pull_through_reference, target_reference
 from mirror.oci.limits import deadline
 from mirror.ptc import ptc_prefix
 from mirror.quota import QuotaWait
+from mirror.replicas import complete_replicas
 from mirror.report import (
     Action,
     CredentialUsage,
@@ -261,6 +262,13 @@ def resolve_jobs(
     return resolved
 
 
+# What a 405 to a referrer's push means (ECR has answered so: aws/containers-roadmap#2783).
+REFERRERS_REFUSED = (
+    "the target does not take OCI 1.1 referrers (manifests with a subject): the image is "
+    "in place, its signatures and SBOMs are not"
+)
+
+
 class _Pass:
     """The state of one pass; `run_pass` is its only entry point."""
 
@@ -302,9 +310,23 @@ class _Pass:
         except Exception as exc:
             error = ErrorInfo.from_exception(exc)
             for entry in self.config.images:
-                self.record(ImageResult(entry.describe(), target="", error=error))
+                result = ImageResult(entry.describe(), self._target_of(entry), error=error)
+                result.platforms = str(entry.platforms) if entry.platforms else "all"
+                self.record(result)
             return True
         return False
+
+    def _target_of(self, entry: ImageEntry) -> str:
+        """Where an entry lands, known without asking upstream: its reference for one
+        written tag or digest, its repository for a tag list or rule."""
+        several = bool(entry.tags or entry.rule)
+        tag = entry.tags[0] if entry.tags else "latest" if several else entry.source.tag
+        try:
+            (job,) = _entry_jobs(self.config, entry, [tag], self.clients.target_registry)
+        except ValueError:  # a name past the grammar's limits: its own error says so later
+            return ""
+        target = job.target
+        return f"{target.registry}/{target.repository}" if several else str(target)
 
     def check_all(self, copier: ImageCopier, jobs: list[CopyJob]) -> list[_Pending]:
         """HEAD every image (free); record the current and failed ones, return the rest."""
@@ -330,6 +352,9 @@ class _Pass:
             artifacts_due = (
                 job.artifacts is not None and not self.options.dry_run and result.upstream_checked
             )
+            if found.staleness is Staleness.CURRENT and not self.options.dry_run:
+                # a setting ECR refused before is tried again, without a pull
+                self.clients.settle_repository(job.target.repository)
             if found.staleness is Staleness.CURRENT and not artifacts_due:
                 result.action = Action.SKIPPED
                 self.record(result)
@@ -444,9 +469,38 @@ class _Pass:
             if job.artifacts.require:
                 raise
             result.artifacts_error = ErrorInfo.from_exception(exc)
+            if isinstance(exc, RegistryError) and exc.status == 405:
+                result.artifacts_error.hint = REFERRERS_REFUSED
             log.warning(
                 "artifacts_not_copied", source=result.source, **asdict(result.artifacts_error)
             )
+
+    def fill_replicas(self) -> None:
+        """What a replica in this account lacks of the images already mirrored (ECR
+        replicates only new pushes); a replica that could not be filled fails the pass."""
+        if self.clients.replication is None:
+            return
+        fills = complete_replicas(
+            self.report.images,
+            self.clients.target,
+            self.clients.target_registry,
+            self.clients.replica_targets(),
+            self.clients.retry,
+            self.config.model.concurrency.blobs,
+        )
+        for fill in fills:
+            self.report.replicas_filled.append(
+                {"replica": fill.replica, "image": fill.image, "digest": fill.digest}
+                | ({"error": fill.error.message} if fill.error else {})
+            )
+            if fill.error is not None:
+                self.report.errors.append(
+                    ErrorInfo(
+                        fill.error.code,
+                        f"replica {fill.replica} lacks {fill.image}: {fill.error.message}",
+                        fill.error.hint or "the next pass tries again",
+                    )
+                )
 
     def check_image_quotas(self) -> None:
         """ECR refuses pushes past its images-per-repository quota: warn ahead of it."""
@@ -497,18 +551,14 @@ class _Pass:
         return self.report
 
     def replicate(self) -> None:
-        """The registry's replication rule for the mirror (sync only); a failure fails
-        the pass but no image: the primary still gets every copy."""
-        if self.options.dry_run or self.clients.replication is None:
-            return
-        try:
+        """The registry's replication rule for the mirror (sync only); what ECR refuses
+        fails the pass but no image: the primary still gets every copy."""
+        if not self.options.dry_run and self.clients.replication is not None:
             self.clients.replication.ensure()
-        except Exception as exc:
-            error = ErrorInfo.from_exception(exc)
-            log.error("replication_failed", **asdict(error))
-            self.report.errors.append(error)
 
     def _run(self) -> None:
+        if self.clients.ecr is not None and not self.options.dry_run:
+            self.report.blob_mounting = self.clients.ecr.blob_mounting()
         if not self.target_refuses():
             self.replicate()
             now = time.time()
@@ -551,9 +601,11 @@ class _Pass:
                 else:
                     waited = self.copy(copier, artifacts, pending)
                     self.check_image_quotas()
+                    self.fill_replicas()
             finally:
                 blobs.close()
             self.report.registries = self.usage(waited)
+        self.report.settings_refused = self.clients.refused_settings()
 
 
 def run_pass(

@@ -24,6 +24,7 @@ def creation_template(
     prefix: str,
     applied_for: str,
     description: str,
+    partition: str = "aws",
 ) -> dict[str, Any]:
     template: dict[str, Any] = {
         "prefix": prefix,
@@ -38,7 +39,9 @@ def creation_template(
     if lifecycle is not None:
         template["lifecyclePolicy"] = json.dumps(lifecycle)
     if settings.pull_access is not None:  # repositories ECR creates are pullable alike
-        template["repositoryPolicy"] = json.dumps(merge_policy(None, settings.pull_access))
+        template["repositoryPolicy"] = json.dumps(
+            merge_policy(None, settings.pull_access, partition)
+        )
     return template
 
 

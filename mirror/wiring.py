@@ -12,7 +12,7 @@ import httpx
 from mirror.config import Config
 from mirror.config.model import RegistrySettings, SecretCredentials
 from mirror.credentials import resolve_credentials
-from mirror.ecr import Ecr, call_aws, ecr_host
+from mirror.ecr import Ecr, Refusals, RefusedSetting, call_aws, ecr_host
 from mirror.errors import ConfigError
 from mirror.oci.auth import Credentials, RefreshingBasicAuth, RegistryAuth
 from mirror.oci.breaker import Breaker
@@ -21,6 +21,7 @@ from mirror.oci.reference import default_endpoint
 from mirror.oci.wire import WireTransport, proxy_configured
 from mirror.ptc import PullThroughCache
 from mirror.quota import Budget, Pacer
+from mirror.replicas import ReplicaTarget
 from mirror.replication import Replication
 from mirror.retry import RetryPolicy
 from mirror.upstream import Member, Upstream
@@ -112,9 +113,11 @@ class Clients:
             ]
             for host, settings in model.registries.items()
         }
+        self.refusals = Refusals()  # settings ECR refused, from every part that sets them
         self.ecr: Ecr | None = None
         self.ptc: PullThroughCache | None = None
         self.replication: Replication | None = None
+        self._replicas: list[ReplicaTarget] | None = None
         if model.target.kind == "ecr":
             self.target, self.target_registry = self._ecr_target()
         else:
@@ -163,6 +166,7 @@ class Clients:
             config.lifecycle_policy,
             config.retired_lifecycle_policy,
             prefix=target.repository_prefix,
+            refusals=self.refusals,
         )
         if any(r.mode == "pull-through-cache" for r in self._config.model.registries.values()):
             secrets = session.client("secretsmanager")
@@ -173,16 +177,20 @@ class Clients:
                 secrets,
                 target.repository,
                 config.lifecycle_policy or config.retired_lifecycle_policy,
+                self.refusals,
             )
+        self._session = session
+        self._account = host.split(".", 1)[0]
         if target.replicate_to:
             self.replication = Replication(
                 client,
-                lambda region: session.client("ecr", region_name=region),
+                self._regional_client,
                 target.repository,
                 config.lifecycle_policy or config.retired_lifecycle_policy,
                 target.repository_prefix,
                 target.replicate_to,
                 host.split(".", 1)[0],
+                self.refusals,
             )
         url = target.registry_url or f"https://{host}"
         self.target_breaker = Breaker(host, TARGET_UNAVAILABLE)
@@ -206,12 +214,61 @@ class Clients:
         secret_arn = (
             specs[0].secret_arn if specs and isinstance(specs[0], SecretCredentials) else None
         )
-        self.ptc.ensure(host, prefix, resolved[0] if resolved else None, secret_arn)
+        self.ptc.ensure(
+            host, prefix, resolved[0] if resolved else None, secret_arn, settings.role_arn
+        )
 
     def prepare_repository(self, name: str) -> None:
-        """Make sure a target repository can take a push (ECR creates none on its own)."""
+        """Make sure a target repository can take a push, with the configured settings
+        (ECR creates one on push only under a CREATE_ON_PUSH template)."""
         if self.ecr is not None:
             self.ecr.ensure_repository(name)
+
+    def _regional_client(self, region: str) -> Any:
+        """An ECR client in `region`, from the target's session."""
+        return self._session.client("ecr", region_name=region)
+
+    def replica_targets(self) -> list[ReplicaTarget]:
+        """The replicas in the primary's account, each with its own data-plane client and
+        login (a token is good for one Region), built once."""
+        if self._replicas is not None:
+            return self._replicas
+        self._replicas = []
+        target = self._config.model.target
+        for destination in target.replicate_to if self.ecr is not None else []:
+            if destination.account not in (None, self._account):
+                continue
+            regional = self._regional_client(destination.region)
+            self.aws_clients.append(regional)
+            ecr = Ecr(
+                regional,
+                target.repository,
+                self._config.lifecycle_policy,
+                self._config.retired_lifecycle_policy,
+                prefix=target.repository_prefix,
+                refusals=self.refusals,
+            )
+            host = ecr_host(self._account, destination.region)
+            url = destination.registry_url or f"https://{host}"
+            client = self._client(
+                url,
+                host,
+                RefreshingBasicAuth(ecr.authorization, origin=url),
+                self.retry,
+                pacer=Pacer(ECR_PUT_IMAGE_RATE),
+                breaker=Breaker(host, TARGET_UNAVAILABLE),
+            )
+            self._replicas.append(ReplicaTarget(destination.region, host, client, ecr))
+        return self._replicas
+
+    def settle_repository(self, name: str) -> None:
+        """An image already in place: its repository's settings reconciled (ECR)."""
+        if self.ecr is not None:
+            self.ecr.settle_repository(name)
+
+    def refused_settings(self) -> list[RefusedSetting]:
+        """Every setting ECR refused in this run."""
+        return self.refusals.all()
 
     def upstream(self, registry: str) -> Upstream:
         """The upstream for a canonical registry name, with a budget per credential."""

@@ -159,12 +159,26 @@ class RegistrySettings(Section):
     rate_limit: RateLimitSettings = RateLimitSettings()
     mode: Literal["copy", "pull-through-cache"] = "copy"
     prewarm: bool = False  # pull-through-cache: pull each configured tag through ECR once
+    # pull-through-cache from another ECR registry: the IAM role ECR assumes to pull from
+    # it (the rule's customRoleArn)
+    role_arn: str | None = None
 
     @model_validator(mode="after")
     def _prewarm(self) -> RegistrySettings:
         if self.prewarm and self.mode != "pull-through-cache":
             raise ValueError("prewarm applies to mode: pull-through-cache only")
+        if self.role_arn is not None and self.mode != "pull-through-cache":
+            raise ValueError("role_arn applies to mode: pull-through-cache only")
         return self
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(
+            r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$", value
+        ):
+            raise ValueError("write the role ARN: arn:aws:iam::ACCOUNT:role/NAME")
+        return value
 
     @property
     def credential_list(self) -> list[EnvCredentials | SecretCredentials]:
@@ -235,6 +249,9 @@ class PullAccess(Section):
         return self
 
 
+MAX_REPOSITORY_TAGS = 48
+
+
 class RepositorySettings(Section):
     """Applied to every repository mirror creates in ECR, and reconciled on existing ones."""
 
@@ -245,6 +262,20 @@ class RepositorySettings(Section):
     lifecycle_policy: str = "default"  # default | none | path to a JSON policy
     tags: dict[str, str] = Field(default_factory=dict)
     pull_access: PullAccess | None = None  # a repository policy: who else may pull
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        """ECR's tag rules (ECR API reference, Tag; AWS tagging: `aws:` is reserved);
+        mirror's two ownership tags count towards the 50 a repository may have."""
+        if len(value) > MAX_REPOSITORY_TAGS:
+            raise ValueError(f"at most {MAX_REPOSITORY_TAGS} tags (ECR allows 50, mirror adds 2)")
+        for key, text in value.items():
+            if not 1 <= len(key) <= 128 or len(text) > 256:
+                raise ValueError(f"tag {key!r}: keys have 1 to 128 characters, values 256")
+            if key.lower().startswith("aws:"):
+                raise ValueError(f"tag {key!r}: the aws: prefix is reserved for AWS")
+        return value
 
     @model_validator(mode="after")
     def _exclusions(self) -> RepositorySettings:
@@ -264,6 +295,12 @@ class ReplicaDestination(Section):
 
     region: str
     account: str | None = None
+    registry_url: str | None = None  # data-plane URL override (a VPC endpoint, tests)
+
+    @field_validator("registry_url")
+    @classmethod
+    def _registry_url(cls, value: str | None) -> str | None:
+        return _check_endpoint(value)
 
     @field_validator("region")
     @classmethod
@@ -316,6 +353,11 @@ class TargetSettings(Section):
             raise ValueError(
                 "kind: ecr takes no credentials: mirror uses the AWS credential chain "
                 "(instance or task role, AWS_PROFILE, environment)"
+            )
+        if self.replicate_to and not self.repository_prefix.strip("/"):
+            raise ValueError(
+                "replicate_to needs a repository_prefix: ECR replicates the repositories "
+                "whose names start with it, and with none it would replicate every one"
             )
         if self.registry and not _ECR_HOST_RE.fullmatch(self.registry) and self.kind == "ecr":
             raise ValueError("write the ECR registry as ACCOUNT.dkr.ecr.REGION.amazonaws.com")
@@ -666,10 +708,19 @@ class MirrorConfig(Section):
                 problem = (
                     f"ECR pull-through cache cannot cache {host}; use mode: copy "
                     "(ECR caches docker.io, ghcr.io, registry.gitlab.com, quay.io, "
-                    "registry.k8s.io, public.ecr.aws, *.azurecr.io and cgr.dev)"
+                    "registry.k8s.io, public.ecr.aws, *.azurecr.io, cgr.dev and other ECR "
+                    "registries)"
                 )
             elif upstream.needs_credentials and not settings.credential_list:
                 problem = f"ECR caches {host} only with credentials: add credentials"
+            elif upstream.registry == "ecr" and settings.role_arn is None:
+                where = ["registries", host]
+                problem = (
+                    f"ECR caches another ECR registry ({host}) with an IAM role it "
+                    "assumes: add role_arn"
+                )
+            elif upstream.registry == "ecr" and settings.credential_list:
+                problem = "ECR pulls from another ECR registry with role_arn, not credentials"
             elif len(settings.credential_list) > 1:
                 problem = "a pull-through cache rule takes one credential, not a pool"
             elif settings.url is not None:

@@ -7,21 +7,25 @@ the daemon with prune.enabled), by digest, indexes before their children, in bat
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from mirror.config import Config
 from mirror.config.source import config_base_dir
 from mirror.ecr import AwsError, call_aws
+from mirror.lifecycle import can_archive
 from mirror.naming import target_repository
-from mirror.prune.inuse import PruneAborted, collect_uses
+from mirror.oci.reference import parse_reference
+from mirror.prune.inuse import PruneAborted, Use, collect_uses
 from mirror.prune.plan import Decision, Scope, build_plan
+from mirror.prune.restore import restore_pinned
 from mirror.ptc import ptc_prefix
+from mirror.report import PassReport
 from mirror.sync import pull_through_cached, resolve_jobs
 from mirror.wiring import Clients
 
-__all__ = ["PruneAborted", "PruneReport", "run_prune"]
+__all__ = ["PruneAborted", "PruneReport", "restore_after_pass", "run_prune"]
 
 BATCH_DELETE_MAX = 100
 
@@ -61,6 +65,53 @@ class PruneReport:
         }
 
 
+def _cached_prefixes(config: Config, prefix: str) -> tuple[str, ...]:
+    return tuple(
+        ptc_prefix(prefix, host)
+        for host in config.model.registries
+        if pull_through_cached(config, host)
+    )
+
+
+def _uses(config: Config, clients: Clients) -> list[Use]:
+    """What workloads and `prune.protect` pin (prune's default scope without a prune
+    section); PruneAborted when that cannot be listed in full."""
+    import boto3
+
+    from mirror.config.model import PruneSettings
+
+    assert clients.ecr is not None, "needs target kind: ecr (checked with the config)"
+    settings = config.model.prune or PruneSettings()
+    session = boto3.session.Session(region_name=clients.ecr.client.meta.region_name)
+    return collect_uses(
+        settings,
+        ecs=session.client("ecs"),
+        lambda_client=session.client("lambda"),
+        base_dir=config_base_dir(config.source),
+        registry=clients.target_registry,
+    )
+
+
+def restore_after_pass(config: Config, clients: Clients, report: PassReport) -> None:
+    """After a sync or a daemon pass into ECR under a lifecycle policy that archives:
+    every archived image that something pins is restored (`report.restored`); what
+    could not be checked or restored joins the pass's errors (exit 1)."""
+    if clients.ecr is None or report.command != "sync" or not can_archive(config.lifecycle_policy):
+        return
+    prefix = config.model.target.repository_prefix.strip("/")
+    repositories = {
+        parse_reference(r.target).repository for r in report.images if r.target and r.error is None
+    }
+    scope = Scope(
+        clients.target_registry, prefix, {}, skipped_prefixes=_cached_prefixes(config, prefix)
+    )
+    restored, errors = restore_pinned(
+        clients.ecr.client, scope, repositories, lambda: _uses(config, clients)
+    )
+    report.restored += [asdict(r) for r in restored]
+    report.errors += errors
+
+
 def _scope(config: Config, clients: Clients) -> Scope:
     prefix = config.model.target.repository_prefix.strip("/")
     resolved = resolve_jobs(config, clients)
@@ -75,11 +126,7 @@ def _scope(config: Config, clients: Clients) -> Scope:
         wanted.setdefault(repository, set())
         if entry.describe() in errors:
             unresolved[repository] = errors[entry.describe()]
-    cached = tuple(
-        ptc_prefix(prefix, host)
-        for host in config.model.registries
-        if pull_through_cached(config, host)
-    )
+    cached = _cached_prefixes(config, prefix)
     listed = config.model.prune.repositories if config.model.prune else None
     return Scope(
         clients.target_registry,
@@ -126,22 +173,12 @@ def run_prune(
 ) -> PruneReport:
     """Plan (and with `apply`, carry out) a prune; PruneAborted if what is in use, or the
     mirror's own images, cannot be listed in full."""
-    import boto3
-
     from mirror.config.model import PruneSettings
 
     started = time.monotonic()
     settings = config.model.prune or PruneSettings()
     assert clients.ecr is not None, "prune needs target kind: ecr (checked with the config)"
-    region = clients.ecr.client.meta.region_name
-    session = boto3.session.Session(region_name=region)
-    uses = collect_uses(
-        settings,
-        ecs=session.client("ecs"),
-        lambda_client=session.client("lambda"),
-        base_dir=config_base_dir(config.source),
-        registry=clients.target_registry,
-    )
+    uses = _uses(config, clients)
     days = settings.keep_days if keep_days is None else keep_days
     scope = _scope(config, clients)
     decisions = build_plan(clients.ecr.client, scope, uses, days, datetime.now(UTC))

@@ -29,7 +29,7 @@ from mirror.prune.inuse import PruneAborted, Use
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["Decision", "Scope", "build_plan"]
+__all__ = ["Decision", "Scope", "build_plan", "index_children"]
 
 BATCH_GET_MAX = 100
 
@@ -127,7 +127,8 @@ def _tagged(ecr: Any, repository: dict[str, Any], prefix: str) -> bool:
     return False
 
 
-def _children(ecr: Any, repository: str, indexes: list[str]) -> dict[str, list[str]]:
+def index_children(ecr: Any, repository: str, indexes: list[str]) -> dict[str, list[str]]:
+    """index digest -> its children's digests, read from ECR (BatchGetImage)."""
     found: dict[str, list[str]] = {}
     for start in range(0, len(indexes), BATCH_GET_MAX):
         ids = [{"imageDigest": d} for d in indexes[start : start + BATCH_GET_MAX]]
@@ -211,7 +212,7 @@ def build_plan(
             for i in images
             if i.get("imageManifestMediaType") in INDEX_TYPES or "imageManifestMediaType" not in i
         ]
-        repo = _Repository(name, images, _children(ecr, name, indexes))
+        repo = _Repository(name, images, index_children(ecr, name, indexes))
         _decide(repo, scope, by_repository[name], keep_days, now)
         decisions += sorted(repo.decisions.values(), key=lambda d: (d.delete, d.tags, d.digest))
     return decisions

@@ -16,12 +16,14 @@ from mirror.iam import DATA_PLANE_PUSH
 from mirror.lifecycle import DEFAULT_POLICY
 from mirror.log import setup_logging
 from mirror.oci.auth import Credentials
+from mirror.prune import restore_after_pass
 from mirror.sync import SyncOptions, run_pass
 from mirror.wiring import Clients
 from tests.support import skopeo
 from tests.support.ecr_front import EcrFront
-from tests.support.fake_ecr import ECR_CREDS, FakeEcr
-from tests.support.images import Image, Index, random_blob
+from tests.support.fake_ecr import ACCOUNT, ECR_CREDS, FakeEcr
+from tests.support.images import Image, Index, attach_signature_and_sbom, random_blob
+from tests.support.registry import LocalRegistry
 
 pytestmark = pytest.mark.e2e
 
@@ -201,6 +203,7 @@ def test_the_iam_policy_lists_exactly_the_aws_calls_a_sync_makes(
         client.meta.events.register("before-call.*.*", record)
     try:
         report = run_pass(config, clients, SyncOptions())
+        restore_after_pass(config, clients, report)  # as `mirror sync` does
     finally:
         clients.close()
     assert [r.action for r in report.images] == ["copied", "copied"]
@@ -210,7 +213,12 @@ def test_the_iam_policy_lists_exactly_the_aws_calls_a_sync_makes(
     policy = json.loads(printed.out)
     allowed = {action for statement in policy["Statement"] for action in statement["Action"]}
     control_plane = allowed - DATA_PLANE_PUSH
-    assert called - {"sts:GetCallerIdentity"} == control_plane
+    # Called only when an archived image is found (tests/unit/test_restore.py makes them):
+    # restoring it, and asking which workloads still pin it.
+    (in_use,) = [s for s in policy["Statement"] if s["Sid"] == "ImagesInUse"]
+    on_archive = {"ecr:UpdateImageStorageClass", *in_use["Action"]}
+    assert called - {"sts:GetCallerIdentity"} == control_plane - on_archive
+    assert on_archive <= control_plane
     (repositories,) = [s for s in policy["Statement"] if s["Sid"] == "MirrorRepositories"]
     # No target.registry: the account comes from STS, never a "*".
     assert repositories["Resource"] == "arn:aws:ecr:us-east-1:123456789012:repository/mirror/*"
@@ -405,6 +413,20 @@ def test_the_consumer_policy_is_what_a_member_accounts_build_role_needs(ecr, mir
     ]
 
 
+def replicated_config(tmp_path, ecr, hub_url, ireland, images: str = "- nginx:1.16") -> Path:
+    """Replicas in eu-west-1 (this account; its data plane is `ireland`) and in
+    ap-northeast-1 in another account."""
+    config = ecr_config(tmp_path, ecr, hub_url, images)
+    text = config.read_text().replace(
+        "  region: us-east-1\n",
+        "  region: us-east-1\n  replicate_to:\n"
+        f"    - {{region: eu-west-1, registry_url: {ireland.url}}}\n"
+        '    - {region: ap-northeast-1, account: "444455556666"}\n',
+    )
+    config.write_text(text)
+    return config
+
+
 def test_replication_is_configured_for_the_prefix_with_each_destination(
     ecr, hub, seeder, mirror, tmp_path, monkeypatch
 ):
@@ -418,17 +440,11 @@ def test_replication_is_configured_for_the_prefix_with_each_destination(
     )
     seeder.push("library/nginx", "1.16", Image([random_blob(500)]))
     client = boto3.client("ecr")
-    config = ecr_config(tmp_path, ecr, hub.url, "- nginx:1.16")
-    text = config.read_text().replace(
-        "  region: us-east-1\n",
-        "  region: us-east-1\n  replicate_to:\n    - region: eu-west-1\n"
-        '    - {region: ap-northeast-1, account: "444455556666"}\n',
-    )
-    config.write_text(text)
-
-    first = mirror("sync", config=config)
-    assert first.code == 0, first.out + json.dumps(first.report.get("errors"))
-    assert mirror("sync", config=config).code == 0  # idempotent
+    with LocalRegistry(htpasswd=("AWS", f"{ACCOUNT}-auth-token")) as ireland:
+        config = replicated_config(tmp_path, ecr, hub.url, ireland)
+        first = mirror("sync", config=config)
+        assert first.code == 0, first.out + json.dumps(first.report.get("errors"))
+        assert mirror("sync", config=config).code == 0  # idempotent
 
     (rule,) = client.describe_registry()["replicationConfiguration"]["rules"]
     assert rule == {
@@ -436,7 +452,7 @@ def test_replication_is_configured_for_the_prefix_with_each_destination(
             {"region": "eu-west-1", "registryId": "123456789012"},
             {"region": "ap-northeast-1", "registryId": "444455556666"},
         ],
-        "repositoryFilters": [{"filter": "mirror", "filterType": "PREFIX_MATCH"}],
+        "repositoryFilters": [{"filter": "mirror/", "filterType": "PREFIX_MATCH"}],
     }
     assert {region for region, _ in templates} == {"eu-west-1"}  # this account's replica only
     assert templates[0][1]["appliedFor"] == ["REPLICATION"]
@@ -447,3 +463,63 @@ def test_replication_is_configured_for_the_prefix_with_each_destination(
     (statement,) = destination["444455556666"]["Statement"]
     assert statement["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
     assert statement["Action"] == ["ecr:CreateRepository", "ecr:ReplicateImage"]
+
+
+def test_a_referrer_ecr_refuses_with_405_is_a_warning_on_an_image_in_place(
+    ecr, hub, seeder, tmp_path, mirror
+):
+    image = Image([random_blob(300)])
+    digest = seeder.push("library/app", "1.0", image)
+    attach_signature_and_sbom(seeder, "library/app", image)
+    with EcrFront(ecr.data_plane.url) as front:
+        front.refuse_subject = True
+        path = ecr_behind_front(
+            tmp_path, ecr, front, hub, "- image: app\n  tags: ['1.0']\n  artifacts: {}"
+        )
+
+        run = mirror("sync", config=path)
+
+    assert run.code == 0, run.out + run.err
+    result = run.image("app:1.0")
+    assert result["action"] == "copied" and result["target_digest"] == digest
+    assert result["artifacts_error"]["code"] == "UNSUPPORTED"
+    assert "does not take OCI 1.1 referrers" in result["artifacts_error"]["hint"]
+    assert "warning: artifacts not copied" in run.out
+
+
+def test_a_replica_gets_what_was_mirrored_before_its_rule_existed(
+    ecr, hub, seeder, tmp_path, mirror, monkeypatch
+):
+    monkeypatch.setattr("mirror.replication.ensure_template", lambda client, template: None)
+    index = seeder.push(
+        "library/python",
+        "3.12",
+        Index([Image([random_blob(200)]), Image([random_blob(200)], architecture="arm64")]),
+    )
+    name = "mirror/docker-hub/library/python"
+    with LocalRegistry(htpasswd=("AWS", f"{ACCOUNT}-auth-token")) as ireland:
+        config = replicated_config(tmp_path, ecr, hub.url, ireland, "- python:3.12")
+
+        first = mirror("sync", config=config)  # a new push: ECR's replication takes it
+
+        assert first.code == 0, first.out
+        assert first.report["replicas_filled"] == []
+        hub.reset_counters()
+
+        second = mirror("sync", config=config)  # unchanged: nothing pushed, nothing replicated
+
+        assert second.code == 0, second.out + json.dumps(second.report["errors"])
+        assert second.report["replicas_filled"] == [
+            {"replica": f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com",
+             "image": f"{ecr.host}/{name}:3.12", "digest": index}
+        ]  # fmt: skip
+        assert hub.counters.manifest_gets == 0  # from the primary, not upstream
+        assert skopeo.raw_digest(ireland.host, f"{name}:3.12", ECR_CREDS) == index
+        skopeo.copy_all_verifies(ireland.host, f"{name}:3.12", ECR_CREDS)
+        ireland_ecr = boto3.client("ecr", region_name="eu-west-1")
+        (repository,) = ireland_ecr.describe_repositories(repositoryNames=[name])["repositories"]
+        assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
+
+        third = mirror("sync", config=config)
+
+        assert third.code == 0 and third.report["replicas_filled"] == []

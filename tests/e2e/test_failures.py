@@ -200,3 +200,28 @@ def test_ratelimit_speaks_json_when_asked(synced, capsys):
     assert code == 0
     (row,) = json.loads(out)
     assert row["registry"] == "docker.io" and row["remaining"] is not None
+
+
+def test_images_failed_while_the_target_is_down_say_where_they_were_going(
+    hub, target, write_config, mirror
+):
+    config = write_config(
+        target,
+        """
+        - nginx:1.16
+        - {image: python, tags: ["3.12"], platforms: [linux/arm64]}
+        """,
+        docker_io=hub.url,
+    )
+    target.stop()
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 1
+    host = target.url.split("//", 1)[1]
+    nginx, python = run.report["images"]
+    assert nginx["target"] == f"{host}/{HUB_PREFIX}/nginx:1.16"
+    assert nginx["platforms"] == "all"
+    assert python["target"] == f"{host}/{HUB_PREFIX}/python"  # a tag list: its repository
+    assert python["platforms"] == "linux/arm64"
+    assert {nginx["action"], python["action"]} == {"failed"}

@@ -5,6 +5,9 @@
 - Immutable tags: with `immutable` set, a manifest PUT to a tag that already exists
   answers 400 `TAG_INVALID` with ECR's "cannot be overwritten because the repository is
   immutable" message.
+- Referrers refused: with `refuse_subject` set, a manifest PUT whose body has a `subject`
+  (an OCI 1.1 referrer) answers 405, as ECR has been reported to
+  (aws/containers-roadmap#2783).
 Everything else is forwarded unchanged (Authorization included), and `Location` headers
 are rewritten to point back at the front.
 """
@@ -34,6 +37,7 @@ class EcrFront:
         self.throttle_puts = 0
         self.throttled = 0
         self.immutable = False
+        self.refuse_subject = False
         self.lock = threading.Lock()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -75,11 +79,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
         self.reply(status, body, {"Content-Type": "application/json"})
 
-    def refused(self) -> bool:
+    def refused(self, body: bytes) -> bool:
         """Apply the ECR behaviours to a manifest PUT; True when answered here."""
         match = _MANIFEST_PUT_RE.match(self.path.split("?")[0])
         if self.command != "PUT" or not match:
             return False
+        if self.front.refuse_subject and b'"subject"' in body:
+            self.error(405, "UNSUPPORTED", "The operation is unsupported.")
+            return True
         with self.front.lock:
             throttle = self.front.throttle_puts > 0
             self.front.throttle_puts -= throttle
@@ -112,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
     def forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        if self.refused():
+        if self.refused(body):
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         answer = self.front.backend.request(

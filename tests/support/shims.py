@@ -1,4 +1,7 @@
-"""`docker` and `aws` stand-ins that record their exact argv, for running generated includes.
+"""`docker`, `aws` and `sleep` stand-ins that record their exact argv, for running includes.
+
+The docker stand-in keeps an image store as docker and podman do: `docker tag` works only
+from a reference it pulled or tagged, and never to a reference with a digest.
 
 Each call appends one JSON array to the log, so a word that an injection split, joined or
 added shows up as a different argv, and nothing the include runs can hide in quoting.
@@ -26,6 +29,23 @@ pulling = {name!r} == "docker" and sys.argv[1:2] == ["pull"]
 if pulling and missing and sys.argv[-1].startswith(missing + "/"):
     print("manifest unknown", file=sys.stderr)
     sys.exit(1)
+# Like docker and podman, the image store knows only the references pulled or tagged.
+store = os.environ["SHIM_LOG"] + ".store"
+known = set(open(store).read().split()) if os.path.exists(store) else set()
+if pulling:
+    known.add(sys.argv[-1])
+if {name!r} == "docker" and sys.argv[1:2] == ["tag"]:
+    source, name = sys.argv[2], sys.argv[3]
+    if source not in known:
+        print(f"Error response from daemon: No such image: {{source}}", file=sys.stderr)
+        sys.exit(1)
+    if "@" in name:
+        print("Error parsing reference: refusing to create a tag with a digest reference",
+              file=sys.stderr)
+        sys.exit(1)
+    known.add(name)
+with open(store, "w") as saved:
+    saved.write("\\n".join(sorted(known)))
 """
 
 
@@ -38,6 +58,9 @@ class Shims:
             path = self.bin / name
             path.write_text(_SHIM.format(name=name))
             path.chmod(0o755)
+        nap = self.bin / "sleep"  # the include's retry backoff, recorded and not waited
+        nap.write_text(_SHIM.format(name="sleep"))
+        nap.chmod(0o755)
 
     def run(
         self, shell: str, script: Path, *args: str, env: dict[str, str] | None = None
@@ -45,6 +68,7 @@ class Shims:
         """Run `script` with `shell` (sh or bash), the shims first on PATH; `env` adds to
         the environment (AWS_REGION, SHIM_MISSING_ON=<host>)."""
         self.log.unlink(missing_ok=True)
+        Path(f"{self.log}.store").unlink(missing_ok=True)
         env = {
             **os.environ,
             "PATH": f"{self.bin}:{os.environ['PATH']}",

@@ -266,3 +266,53 @@ def test_a_yaml_indentation_mistake_gets_a_hint(tmp_path):
         load_config(write(tmp_path, text))
     assert "mirror.yaml:10: invalid YAML" in str(caught.value)
     assert "indentation" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ("{'aws:owner': me}", "the aws: prefix is reserved for AWS"),
+        (f"{{{'k' * 129}: v}}", "keys have 1 to 128 characters, values 256"),
+        ("{k: " + "v" * 257 + "}", "keys have 1 to 128 characters, values 256"),
+        ("{" + ", ".join(f"k{i}: v" for i in range(49)) + "}", "at most 48 tags"),
+    ],
+)
+def test_repository_tags_ecr_would_refuse_are_a_config_error(tmp_path, tags, expected):
+    text = GOOD.replace(
+        "  kind: registry\n  registry_url: http://127.0.0.1:5002\n",
+        f"  kind: ecr\n  region: us-east-1\n  repository:\n    tags: {tags}\n",
+    )
+    error = error_of(tmp_path, text)
+    assert "mirror.yaml:6: target.repository.tags" in error and expected in error
+
+
+def test_validate_advises_blob_mounting_for_several_ecr_repositories(tmp_path, capsys):
+    text = GOOD.replace(
+        "  kind: registry\n  registry_url: http://127.0.0.1:5002\n",
+        "  kind: ecr\n  registry: 123456789012.dkr.ecr.us-east-1.amazonaws.com\n",
+    )
+    assert main(["validate", "--config", str(write(tmp_path, text))]) == 0
+    assert "advice: images in several repositories share layers" in capsys.readouterr().out
+    assert main(["validate", "--config", str(write(tmp_path, GOOD))]) == 0
+    assert "advice:" not in capsys.readouterr().out  # not ECR: nothing to advise
+
+
+ECR_UPSTREAM = """\
+version: 1
+target: {kind: ecr, registry: 123456789012.dkr.ecr.us-east-1.amazonaws.com}
+registries:
+  444455556666.dkr.ecr.eu-west-1.amazonaws.com:
+    mode: pull-through-cache
+ROLE
+images:
+  - 444455556666.dkr.ecr.eu-west-1.amazonaws.com/team/app:1
+"""
+
+
+def test_another_ecr_registry_can_be_cached_with_a_role(tmp_path):
+    role = "    role_arn: arn:aws:iam::123456789012:role/mirror-upstream"
+    config = load_config(write(tmp_path, ECR_UPSTREAM.replace("ROLE", role)))
+    settings = config.model.registries["444455556666.dkr.ecr.eu-west-1.amazonaws.com"]
+    assert settings.role_arn == "arn:aws:iam::123456789012:role/mirror-upstream"
+    error = error_of(tmp_path, ECR_UPSTREAM.replace("ROLE\n", ""))
+    assert "with an IAM role it assumes: add role_arn" in error

@@ -56,3 +56,22 @@ def test_a_repository_created_meanwhile_by_another_run_is_reconciled(stubbed):
     stub.add_response("list_tags_for_resource", {"tags": owned}, {"resourceArn": arn})
     ecr.ensure_repository(name)
     ecr.ensure_repository(name)  # once per run: no second describe
+
+
+def test_tags_refused_even_alone_mean_no_repository_and_one_retry_only():
+    client = boto3.client(
+        "ecr", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    ecr = Ecr(client, RepositorySettings(tags={"team": "web"}), None)
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "describe_repositories", service_error_code="RepositoryNotFoundException"
+        )
+        for _ in range(2):  # with the config's tags, then with mirror's own alone
+            stub.add_client_error(
+                "create_repository", service_error_code="InvalidTagParameterException"
+            )
+        with pytest.raises(AwsError) as caught:
+            ecr.ensure_repository("mirror/docker-hub/library/nginx")
+        stub.assert_no_pending_responses()
+    assert caught.value.code == "InvalidTagParameterException"

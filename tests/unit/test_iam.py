@@ -10,7 +10,13 @@ ACCOUNT = "111122223333"
 # Statements whose actions take no resource ARN (GetAuthorizationToken, the ECS and Lambda
 # listings prune reads), or whose resource-level support mirror does not rely on (the
 # pull-through-cache rule and creation-template calls).
-NEEDS_STAR = {"EcrLogin", "PruneImagesInUse", "PullThroughCacheRules"}
+NEEDS_STAR = {
+    "EcrLogin",
+    "ImagesInUse",
+    "PruneImagesInUse",
+    "PullThroughCacheRules",
+    "RegistrySettings",
+}
 
 CONFIG = """\
 version: 1
@@ -134,3 +140,67 @@ def test_a_config_that_needs_no_aws_asks_no_account(policy, capsys, monkeypatch)
     code, _, err = policy(text=text)
 
     assert code == 0 and "needs no AWS permissions" in err
+
+
+@pytest.mark.parametrize(
+    ("region", "partition"),
+    [("us-gov-west-1", "aws-us-gov"), ("cn-north-1", "aws-cn"), ("eu-west-1", "aws")],
+)
+def test_every_arn_is_in_the_partition_of_the_targets_region(policy, region, partition):
+    given = CONFIG.replace("arn:aws:", f"arn:{partition}:")  # the user's own ARNs, as written
+    text = given.replace("eu-west-1", region).replace(
+        "    encryption: {type: KMS, kms_key: alias/mirror}\n",
+        "    encryption: {type: KMS, kms_key: alias/mirror}\n"
+        "    pull_access: {accounts: ['444455556666']}\n",
+    )
+    code, document, err = policy("--account", ACCOUNT, text=text)
+
+    assert code == 0, err
+    arns = [r for rs in resources(document).values() for r in rs if r.startswith("arn:")]
+    assert arns and all(r.startswith(f"arn:{partition}:") for r in arns), arns
+
+
+def test_pull_access_names_accounts_in_the_repositories_partition():
+    from mirror.access import pull_statements
+    from mirror.config.model import PullAccess
+
+    (statement,) = pull_statements(PullAccess(accounts=["444455556666"]), "aws-cn")
+    assert statement["Principal"] == {"AWS": ["arn:aws-cn:iam::444455556666:root"]}
+
+
+def test_an_ecr_upstream_rule_may_pass_its_role_and_no_other(policy):
+    role = "arn:aws:iam::111122223333:role/mirror-upstream"
+    text = f"""\
+version: 1
+target: {{kind: ecr, registry: 111122223333.dkr.ecr.eu-west-1.amazonaws.com}}
+registries:
+  444455556666.dkr.ecr.eu-west-1.amazonaws.com: {{mode: pull-through-cache, role_arn: {role}}}
+images:
+  - 444455556666.dkr.ecr.eu-west-1.amazonaws.com/team/app:1
+"""
+    code, document, err = policy(text=text)
+
+    assert code == 0, err
+    assert resources(document)["PullThroughCacheUpstreamRole"] == [role]
+
+
+def test_the_consumer_policy_names_each_replica_in_its_own_account(policy):
+    text = """\
+version: 1
+target:
+  kind: ecr
+  registry: 111122223333.dkr.ecr.us-east-1.amazonaws.com
+  replicate_to:
+    - region: eu-west-1
+    - {region: ap-northeast-1, account: "444455556666"}
+images:
+  - nginx:1.16
+"""
+    code, document, err = policy("--consumer", text=text)
+
+    assert code == 0, err
+    assert resources(document)["PullTheMirror"] == [
+        "arn:aws:ecr:us-east-1:111122223333:repository/mirror/*",
+        "arn:aws:ecr:eu-west-1:111122223333:repository/mirror/*",
+        "arn:aws:ecr:ap-northeast-1:444455556666:repository/mirror/*",
+    ]

@@ -96,6 +96,20 @@ def test_a_replica_that_lacks_the_digest_falls_back_to_the_primary(includes, kin
     calls = shims.calls()
     assert logins(calls)[:2] == [("eu-west-1", IRELAND), ("us-east-1", PRIMARY)]
     assert ["docker", "pull", "--quiet", f"{PRIMARY}/{PATH}"] in calls
-    assert ["docker", "tag", f"{PRIMARY}/{PATH}", f"{IRELAND}/{PATH}"] in calls
-    assert ["docker", "tag", f"{IRELAND}/{PATH}", "nginx:1.16"] in calls
+    # The builder knows only what it pulled: the name is tagged from the primary's reference.
+    tags = [c for c in calls if c[:2] == ["docker", "tag"]]
+    assert tags == [["docker", "tag", f"{PRIMARY}/{PATH}", "nginx:1.16"]]
     assert "replication lags" in done.stderr
+    assert "No such image" not in done.stderr
+
+
+@pytest.mark.parametrize("kind", ["fragment", "script"])
+def test_a_digest_that_neither_registry_has_fails_the_build_naming_it(includes, kind):
+    paths, shims = includes
+    env = {"AWS_REGION": "us-east-1", "SHIM_MISSING_ON": PRIMARY}
+
+    done = shims.run("sh", paths[kind], env=env)
+
+    assert done.returncode == 1
+    assert f"could not pull {PRIMARY}/{PATH}" in done.stderr
+    assert not [c for c in shims.calls() if c[:2] == ["docker", "tag"]]

@@ -10,7 +10,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from mirror.config.model import RepositorySettings
-from mirror.ecr import AwsError
+from mirror.ecr import AwsError, Refusals
 from mirror.lifecycle import DEFAULT_POLICY
 from mirror.oci.auth import Credentials
 from mirror.ptc import PullThroughCache, ptc_prefix
@@ -27,7 +27,11 @@ def aws() -> Iterator[tuple[PullThroughCache, Stubber, Stubber]]:
     ecr = boto3.client("ecr", **keys)
     secrets = boto3.client("secretsmanager", **keys)
     with Stubber(ecr) as ecr_stub, Stubber(secrets) as secrets_stub:
-        yield PullThroughCache(ecr, secrets, SETTINGS, DEFAULT_POLICY), ecr_stub, secrets_stub
+        yield (
+            PullThroughCache(ecr, secrets, SETTINGS, DEFAULT_POLICY, Refusals()),
+            ecr_stub,
+            secrets_stub,
+        )
         ecr_stub.assert_no_pending_responses()
         secrets_stub.assert_no_pending_responses()
 
@@ -192,3 +196,40 @@ def test_a_rule_prefix_for_another_upstream_is_a_conflict(aws):
 )
 def test_rule_prefixes_fall_back_to_the_alias_when_too_long(prefix, host, expected):
     assert ptc_prefix(prefix, host) == expected
+
+
+UPSTREAM_ECR = "444455556666.dkr.ecr.eu-west-1.amazonaws.com"
+ROLE = "arn:aws:iam::123456789012:role/mirror-ecr-upstream"
+
+
+def test_another_ecr_registry_is_cached_with_the_role_ecr_assumes_and_no_secret(aws):
+    ptc, ecr, _ = aws  # the secrets stub expects nothing: no secret is read or written
+    no_rule(ecr, "eu-ecr")
+    ecr.add_response(
+        "create_pull_through_cache_rule",
+        {"ecrRepositoryPrefix": "eu-ecr", "upstreamRegistryUrl": UPSTREAM_ECR},
+        {"ecrRepositoryPrefix": "eu-ecr", "upstreamRegistryUrl": UPSTREAM_ECR,
+         "upstreamRegistry": "ecr", "customRoleArn": ROLE},
+    )  # fmt: skip
+    template_and_validation(ecr, "eu-ecr")
+
+    ptc.ensure(UPSTREAM_ECR, "eu-ecr", None, role_arn=ROLE)
+
+
+def test_a_template_ecr_refuses_is_recorded_and_the_rule_still_serves(aws):
+    ptc, ecr, _ = aws
+    no_rule(ecr, "mirror/quay")
+    ecr.add_response("create_pull_through_cache_rule", {"ecrRepositoryPrefix": "mirror/quay"})
+    ecr.add_client_error(
+        "describe_repository_creation_templates",
+        service_error_code="AccessDeniedException",
+        service_message="not authorized to perform ecr:DescribeRepositoryCreationTemplates",
+    )
+    ecr.add_response(
+        "validate_pull_through_cache_rule", {"ecrRepositoryPrefix": "mirror/quay", "isValid": True}
+    )
+
+    ptc.ensure("quay.io", "mirror/quay", None)
+
+    (refused,) = ptc._refusals.all()
+    assert (refused.repository, refused.setting) == ("mirror/quay", "creation_template")

@@ -7,6 +7,7 @@ from botocore.stub import Stubber
 
 from mirror.access import merge_policy
 from mirror.config.model import PullAccess, ReplicaDestination, RepositorySettings
+from mirror.ecr import Refusals
 from mirror.lifecycle import DEFAULT_POLICY
 from mirror.replication import Replication
 
@@ -26,10 +27,11 @@ def test_a_replica_region_gets_a_replication_template_with_the_primarys_settings
         "mirror",
         [ReplicaDestination(region="eu-west-1")],
         "123456789012",
+        Refusals(),
     )
     rule = {
         "destinations": [{"region": "eu-west-1", "registryId": "123456789012"}],
-        "repositoryFilters": [{"filter": "mirror", "filterType": "PREFIX_MATCH"}],
+        "repositoryFilters": [{"filter": "mirror/", "filterType": "PREFIX_MATCH"}],
     }
     with Stubber(primary) as on_primary, Stubber(ireland) as on_ireland:
         on_primary.add_response(
@@ -82,11 +84,14 @@ def test_rules_that_other_owners_have_are_kept():
         "destinations": [{"region": "us-west-2", "registryId": "123456789012"}],
         "repositoryFilters": [{"filter": "payments", "filterType": "PREFIX_MATCH"}],
     }
-    ours_before = {
+    ours_before = {  # as earlier versions wrote it: a prefix that matched mirrorball/ too
         "destinations": [{"region": "eu-central-1", "registryId": "123456789012"}],
         "repositoryFilters": [{"filter": "mirror", "filterType": "PREFIX_MATCH"}],
     }
-    ours = {**ours_before, "destinations": [{"region": "eu-west-1", "registryId": "999988887777"}]}
+    ours = {
+        "destinations": [{"region": "eu-west-1", "registryId": "999988887777"}],
+        "repositoryFilters": [{"filter": "mirror/", "filterType": "PREFIX_MATCH"}],
+    }
     replication = Replication(
         primary,
         lambda region: None,
@@ -95,6 +100,7 @@ def test_rules_that_other_owners_have_are_kept():
         "mirror",
         [ReplicaDestination(region="eu-west-1", account="999988887777")],  # no template here
         "123456789012",
+        Refusals(),
     )
     with Stubber(primary) as stub:
         stub.add_response(
@@ -111,3 +117,40 @@ def test_rules_that_other_owners_have_are_kept():
         )
         replication.ensure()
         stub.assert_no_pending_responses()
+
+
+def test_a_rule_or_template_ecr_refuses_is_recorded_and_never_raised():
+    primary, ireland = client("us-east-1"), client("eu-west-1")
+    refusals = Refusals()
+    replication = Replication(
+        primary,
+        lambda region: ireland,
+        RepositorySettings(),
+        DEFAULT_POLICY,
+        "mirror",
+        [ReplicaDestination(region="eu-west-1")],
+        "123456789012",
+        refusals,
+    )
+    with Stubber(primary) as on_primary, Stubber(ireland) as on_ireland:
+        on_primary.add_response("describe_registry", {"registryId": "123456789012"})
+        on_primary.add_client_error(
+            "put_replication_configuration",
+            service_error_code="ValidationException",
+            service_message="destination Region is not enabled",
+        )
+        on_ireland.add_client_error(
+            "describe_repository_creation_templates",
+            service_error_code="AccessDeniedException",
+            service_message="not authorized",
+        )
+
+        replication.ensure()
+
+    rule, template = refusals.all()
+    assert (rule.repository, rule.setting, rule.code) == (
+        "replication", "replicate_to", "ValidationException"
+    )  # fmt: skip
+    assert "destination Region is not enabled" in rule.message and "replicate_to" in rule.hint
+    assert (template.repository, template.setting) == ("mirror in eu-west-1", "creation_template")
+    assert "mirror iam-policy" in template.hint
