@@ -20,6 +20,15 @@ from tests.support.images import Seeder
 from tests.support.registry import LocalRegistry
 
 
+@pytest.fixture(autouse=True)
+def health_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's daemons announce themselves in a file of its own, so `mirror health`
+    never asks another test's daemon (or a real one on this machine)."""
+    path = tmp_path / "mirror-daemon.json"
+    monkeypatch.setenv("MIRROR_STATE_FILE", str(path))
+    return path
+
+
 @pytest.fixture
 def upstream() -> Iterator[LocalRegistry]:
     """The real registry behind the Docker Hub front (and a plain upstream in its own right)."""

@@ -6,6 +6,7 @@ and starts the image itself."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import subprocess
@@ -165,7 +166,10 @@ def test_the_installed_daemon_passes_its_own_health_check(
     port = free_port()
     daemon_section = f"daemon:\n  health_address: 127.0.0.1\n  health_port: {port}\n"
     config = write_config(target, "- nginx:1.16", docker_io=hub.url, extra=daemon_section)
-    env = {"MIRROR_CONFIG": str(config)}  # as the image sets it; no --config, no --port
+    env = {  # as the image sets it; no --config, no --port
+        "MIRROR_CONFIG": str(config),
+        "MIRROR_STATE_FILE": os.environ["MIRROR_STATE_FILE"],
+    }
     process = subprocess.Popen(
         [installed, "daemon"], cwd="/tmp", env={"PATH": "/usr/bin:/bin", **env},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
