@@ -13,6 +13,8 @@ that does not exist.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import io
 import shlex
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ __all__ = [
     "Pull",
     "TargetUnreadableError",
     "collect_pulls",
+    "compressed",
     "only_used",
     "render",
     "render_build_context",
@@ -368,7 +371,7 @@ def render_script(
         prelude="\n".join(_prelude(config, registry, replicas or {})),
         attempts=" ".join(str(i) for i in range(1, PULL_ATTEMPTS + 1)),
         last=PULL_ATTEMPTS,
-        awk=shlex.quote(DOCKERFILE_AWK.strip()),
+        awk=shlex.quote(DOCKERFILE_AWK),
         images="\n".join(
             f"{join(['mirror_wants', *spellings(p.source)])} && "
             f"{join(['mirror_pull', p.path, *p.names])}"
@@ -413,3 +416,43 @@ def render_build_context(
             lines.append(f'MIRROR_BUILD_CONTEXTS="$MIRROR_BUILD_CONTEXTS {inert(flag)}"')
     lines.append("export MIRROR_BUILD_CONTEXTS")
     return _BUILD_CONTEXT_HEADER + "\n".join(lines) + "\n"
+
+
+_COMPRESSED_SCRIPT = """\
+#!/bin/sh
+# `mirror buildspec --format script`, gzip+base64 to fit where it is published
+set -eu
+mirror_include=$(mktemp)
+trap 'rm -f "$mirror_include"' EXIT
+printf '%s' '{payload}' | base64 -d | gunzip -c > "$mirror_include"
+sh "$mirror_include" "$@"
+"""
+
+_COMPRESSED_SNIPPET = """\
+# `mirror buildspec --format build-context`, gzip+base64 to fit where it is published
+eval "$(printf '%s' '{payload}' | base64 -d | gunzip -c)"
+"""
+
+# The script template's own comment lines: for a person reading the plain script, left
+# out of the compressed one (every other line is kept as it is).
+_SCRIPT_COMMENTS = frozenset(
+    line.replace("{{", "{").replace("}}", "}")
+    for line in _SCRIPT.splitlines()[1:]
+    if line.lstrip().startswith("#") and "shellcheck" not in line and "{config}" not in line
+)
+
+
+def compressed(fmt: str, text: str) -> str | None:
+    """The same include in fewer bytes (a shell wrapper that unpacks and runs it), for a
+    format a shell runs; None for the buildspec fragment, which is YAML to merge. The
+    payload is base64: nothing in it can end the quoted word it sits in."""
+    wrapper = {"script": _COMPRESSED_SCRIPT, "build-context": _COMPRESSED_SNIPPET}.get(fmt)
+    if wrapper is None:
+        return None
+    lines = text.splitlines(keepends=True)
+    if fmt == "script":  # the shebang and the generated-from line stay
+        lines = lines[:2] + [
+            line for line in lines[2:] if line.rstrip("\n") not in _SCRIPT_COMMENTS
+        ]
+    payload = base64.b64encode(gzip.compress("".join(lines).encode(), mtime=0)).decode("ascii")
+    return wrapper.format(payload=payload)

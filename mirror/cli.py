@@ -31,11 +31,12 @@ from mirror.config import Config, load_config, resolve_config_source, with_one_i
 from mirror.config.model import DaemonSettings, EnvCredentials, SecretCredentials
 from mirror.config.source import is_remote
 from mirror.credentials import resolve_credentials
-from mirror.daemon import Daemon, check_health
+from mirror.daemon import Daemon
 from mirror.dockerfile import base_images
 from mirror.durations import parse_duration
 from mirror.emf import resolve_emf
 from mirror.errors import ConfigError, MirrorError, printable
+from mirror.healthcheck import ask
 from mirror.iam import consumer_policy, destination_policies, needs_account, policy_document
 from mirror.lock import build_lock, pulls_from_lock, read_lock
 from mirror.log import bind_run, new_run_id, scrub_text, setup_logging
@@ -515,7 +516,7 @@ def _buildspec(config: Config, args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"mirror: warning: {warning}", file=sys.stderr)
     destination = args.output or (str(args.merge) if args.merge else None)
-    where = publish(text, destination)
+    where = publish(text, destination, None if args.merge else args.format)
     if where != "stdout":
         print(f"mirror: {len(pulls)} images written to {where}", file=sys.stderr)
     return EXIT_OK
@@ -637,7 +638,7 @@ def _live_progress(args: argparse.Namespace) -> LiveProgress | None:
 
 
 def _health(args: argparse.Namespace) -> int:
-    healthy, detail = check_health(_health_port(args))
+    healthy, detail = ask("127.0.0.1", _health_port(args))
     say(detail.strip())
     return EXIT_OK if healthy else EXIT_FAILED
 

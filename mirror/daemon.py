@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,7 +28,6 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-import httpx
 import schedule
 import structlog
 
@@ -37,6 +37,7 @@ from mirror.config.model import DaemonSettings
 from mirror.emf import emit, heartbeat, resolve_emf
 from mirror.errors import ConfigError, MirrorError
 from mirror.health import HealthServer, Page, is_loopback
+from mirror.healthcheck import STATE_ENV, write_state
 from mirror.liveness import Liveness, pass_allowance
 from mirror.log import bind_run, new_run_id
 from mirror.metrics import DaemonMetrics
@@ -47,7 +48,7 @@ from mirror.report import Action, PassReport
 from mirror.sync import DUE_TOLERANCE, SyncOptions, run_pass
 from mirror.wiring import Clients
 
-__all__ = ["Daemon", "check_health"]
+__all__ = ["Daemon"]
 
 log = structlog.get_logger(__name__)
 TICK_SECONDS = 0.5
@@ -231,7 +232,11 @@ class Daemon:
             registry = clients.target_registry
             replicas = replica_registries(config, registry)
             text = render(publishing.format, config, registry, pulls, replicas)
-            where = publish(text, publishing.output)
+            try:
+                where = publish(text, publishing.output, publishing.format)
+            except MirrorError as exc:  # too large, or refused: the last good one stays
+                log.error("buildspec_not_published", error=str(exc), hint=exc.hint)
+                return
             log.info("buildspec_published", destination=where, images=len(pulls))
 
     def _prune(self, config: Config, clients: Clients) -> None:
@@ -282,6 +287,7 @@ class Daemon:
         settings = self._config.model.daemon
         server = _health_server(self, settings.health_address, settings.health_port)
         server.start()
+        state = _announce(settings.health_address, settings.health_port)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self._plan(settings)
@@ -303,6 +309,9 @@ class Daemon:
                 logging_flush()
                 os._exit(0)  # in-flight uploads are cut; their tags were never written
         server.stop()
+        if state is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(state)
         log.info("daemon_stopped")
         return 0
 
@@ -310,6 +319,16 @@ class Daemon:
 def logging_flush() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+def _announce(address: str, port: int) -> str | None:
+    """Where `mirror health` asks this daemon (mirror.healthcheck); without the file it
+    still works, only slower."""
+    try:
+        return write_state(address, port)
+    except OSError as exc:
+        log.warning("health_state_not_written", error=str(exc), hint=f"set {STATE_ENV}")
+        return None
 
 
 def _health_server(daemon: Daemon, address: str, port: int) -> HealthServer:
@@ -322,12 +341,3 @@ def _health_server(daemon: Daemon, address: str, port: int) -> HealthServer:
         return Page(200, "text/plain; version=0.0.4", daemon.metrics.render())
 
     return HealthServer(address, port, {"/healthz": healthz, "/metrics": metrics})
-
-
-def check_health(port: int, timeout: float = 3.0) -> tuple[bool, str]:
-    """What `mirror health` (an ECS container health check) asks the running daemon."""
-    try:
-        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=timeout)
-    except httpx.HTTPError as exc:
-        return False, f"no daemon answering on 127.0.0.1:{port} ({type(exc).__name__})"
-    return answer.status_code == 200, answer.text

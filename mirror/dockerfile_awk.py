@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __all__ = ["DOCKERFILE_AWK"]
 
-DOCKERFILE_AWK = r"""
+_READABLE = r"""
 function subst(s,    out, name, op, alt, body, cur, i) {
   out = ""
   while (match(s, /\$(\{[A-Za-z0-9_]+(:?[-+][^}]*)?\}|[A-Za-z0-9_]+)/)) {
@@ -106,3 +106,7 @@ BEGIN { directives = 1; seen_from = 0; buf = "" }
 }
 END { if (buf != "") handle(buf) }
 """
+
+# What the script carries: the same program, each line without its indentation (awk
+# reads no meaning into it), so the script is smaller where it is published.
+DOCKERFILE_AWK = "\n".join(line.strip() for line in _READABLE.strip().splitlines())

@@ -13,32 +13,72 @@ import re
 from pathlib import Path
 from typing import Any
 
+import structlog
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from mirror.buildspec import BEGIN_MARK, END_MARK
+from mirror.buildspec import BEGIN_MARK, END_MARK, compressed
 from mirror.errors import ConfigError, MirrorError, aws_hint
 from mirror.files import atomic_write
 from mirror.output import say
 
-__all__ = ["merge_commands", "publish"]
+__all__ = ["fit_for_ssm", "merge_commands", "publish"]
 
+log = structlog.get_logger(__name__)
+
+# The bytes a String parameter holds (AWS Systems Manager user guide, "Managing parameter
+# tiers"): 4 KB in the Standard tier, 8 KB in the Advanced tier, which is charged per
+# parameter and month and cannot go back to Standard. S3 objects have no such limit.
 SSM_STANDARD_LIMIT = 4096
+SSM_ADVANCED_LIMIT = 8192
 
 
 def _write_file(path: Path, text: str) -> None:
     atomic_write(path, text, mode=0o755 if text.startswith("#!") else 0o644)
 
 
-def publish(text: str, destination: str | None) -> str:
-    """Write `text` to `destination`; returns where it went, for the user. Whatever stops
-    the write is a MirrorError naming the destination, and nothing is half-written: a
-    file is replaced atomically, S3 and Parameter Store take the whole value or nothing."""
+def fit_for_ssm(text: str, fmt: str | None, destination: str) -> str:
+    """The value to put in Parameter Store: `text` if it fits the Standard tier, else
+    its compressed form if that does (a script or snippet), else whichever fits the
+    Advanced tier (logged: it is charged); a MirrorError naming the size, the limit and
+    the alternative when nothing fits, before anything is written."""
+    smaller = compressed(fmt, text) if fmt else None
+    candidates = [v for v in (text, smaller) if v is not None]
+    sizes = {v: len(v.encode()) for v in candidates}
+    for limit in (SSM_STANDARD_LIMIT, SSM_ADVANCED_LIMIT):
+        fitting = [v for v in candidates if sizes[v] <= limit]
+        if fitting:
+            value = min(fitting, key=sizes.__getitem__)
+            if limit == SSM_ADVANCED_LIMIT:
+                log.warning(
+                    "ssm_advanced_parameter",
+                    destination=destination,
+                    bytes=sizes[value],
+                    hint="over 4 KB the parameter is in the Advanced tier, which is charged; "
+                    "publish to s3:// to avoid it",
+                )
+            return value
+    shown = f" ({sizes[smaller]} compressed)" if smaller is not None else ""
+    other = "" if fmt == "script" else "; a --format script include is compressed to fit more"
+    raise MirrorError(
+        f"--output {destination}: the include is {sizes[text]} bytes{shown}, more than the "
+        f"{SSM_ADVANCED_LIMIT} bytes a Parameter Store value holds "
+        f"({SSM_STANDARD_LIMIT} in the Standard tier); nothing was written",
+        hint=f"publish it to S3 instead: --output s3://BUCKET/KEY has no size limit{other}",
+    )
+
+
+def publish(text: str, destination: str | None, fmt: str | None = None) -> str:
+    """Write `text` (an include of format `fmt`, if it is one) to `destination`; returns
+    where it went, for the user. Whatever stops the write is a MirrorError naming the
+    destination, and nothing is half-written: a file is replaced atomically, S3 and
+    Parameter Store take the whole value or nothing, and a value too large for
+    Parameter Store is refused before the write."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return _publish(text, destination)
+        return _publish(text, destination, fmt)
     except OSError as exc:
         raise MirrorError(
             f"--output {destination}: {exc.strerror or exc}",
@@ -56,7 +96,7 @@ def publish(text: str, destination: str | None) -> str:
         raise MirrorError(f"--output {destination}: {exc}", hint=aws_hint(exc)) from None
 
 
-def _publish(text: str, destination: str | None) -> str:
+def _publish(text: str, destination: str | None, fmt: str | None) -> str:
     if destination is None or destination == "-":
         say(text, end="")
         return "stdout"
@@ -76,9 +116,11 @@ def _publish(text: str, destination: str | None) -> str:
         name = destination.removeprefix("ssm:")
         if not name.startswith("/"):
             raise ConfigError(f"--output {destination}: write ssm:/PARAMETER/NAME")
-        tier = "Standard" if len(text.encode()) <= SSM_STANDARD_LIMIT else "Advanced"
+        value = fit_for_ssm(text, fmt, destination)
+        # Intelligent-Tiering: Standard while the value fits it, Advanced beyond, and no
+        # refusal when a parameter once Advanced gets a value Standard could hold.
         boto3.client("ssm").put_parameter(
-            Name=name, Value=text, Type="String", Overwrite=True, Tier=tier
+            Name=name, Value=value, Type="String", Overwrite=True, Tier="Intelligent-Tiering"
         )
         return destination
     _write_file(Path(destination), text)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import os
+import re
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -11,6 +14,7 @@ import boto3
 import pytest
 from ruamel.yaml import YAML
 
+from mirror.publish import SSM_STANDARD_LIMIT
 from tests.support import skopeo
 from tests.support.fake_ecr import ECR_CREDS
 from tests.support.images import Image, Index, Seeder, random_blob
@@ -241,8 +245,28 @@ def test_publishing_to_s3_and_ssm(mirrored, mirror, tmp_path):
     assert to_s3.code == to_ssm.code == 0
     body = s3.get_object(Bucket="builds", Key="mirror/pull.sh")["Body"].read().decode()
     assert body == local.read_text()
+    # The script is over the 4 KB a Standard parameter holds: it is stored compressed,
+    # as a script that unpacks and runs the same include.
+    assert len(local.read_bytes()) > SSM_STANDARD_LIMIT
     parameter = boto3.client("ssm").get_parameter(Name="/mirror/pull-script")["Parameter"]
-    assert parameter["Value"] == local.read_text()
+    value = parameter["Value"]
+    assert len(value.encode()) <= SSM_STANDARD_LIMIT and value.startswith("#!/bin/sh\n")
+    payload = re.search(r"printf '%s' '([A-Za-z0-9+/=]+)'", value)[1]
+    unpacked_lines = gzip.decompress(base64.b64decode(payload)).decode().splitlines()
+    plain_lines = local.read_text().splitlines()
+    dropped = [line for line in plain_lines if line not in unpacked_lines]
+    assert [line for line in plain_lines if line in unpacked_lines] == unpacked_lines
+    assert dropped and all(line.startswith("# ") for line in dropped)  # comments only
+    fetched = tmp_path / "fetched.sh"
+    fetched.write_text(value)
+    checked = subprocess.run(["shellcheck", "-s", "sh", str(fetched)], capture_output=True)
+    assert checked.returncode == 0, checked.stdout
+    shims = Shims(tmp_path)
+    plain = shims.run("sh", local, env={"AWS_REGION": "us-east-1"})
+    plain_calls = shims.calls()
+    unpacked = shims.run("sh", fetched, env={"AWS_REGION": "us-east-1"})
+    assert plain.returncode == unpacked.returncode == 0, unpacked.stderr
+    assert sorted(shims.calls()) == sorted(plain_calls)  # the same include, word for word
 
 
 def test_an_unreadable_target_writes_no_include_and_exits_1(mirrored, mirror, ecr, tmp_path):

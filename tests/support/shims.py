@@ -30,22 +30,28 @@ if pulling and missing and sys.argv[-1].startswith(missing + "/"):
     print("manifest unknown", file=sys.stderr)
     sys.exit(1)
 # Like docker and podman, the image store knows only the references pulled or tagged.
-store = os.environ["SHIM_LOG"] + ".store"
-known = set(open(store).read().split()) if os.path.exists(store) else set()
-if pulling:
-    known.add(sys.argv[-1])
-if {name!r} == "docker" and sys.argv[1:2] == ["tag"]:
-    source, name = sys.argv[2], sys.argv[3]
-    if source not in known:
-        print(f"Error response from daemon: No such image: {{source}}", file=sys.stderr)
-        sys.exit(1)
-    if "@" in name:
-        print("Error parsing reference: refusing to create a tag with a digest reference",
-              file=sys.stderr)
-        sys.exit(1)
-    known.add(name)
-with open(store, "w") as saved:
-    saved.write("\\n".join(sorted(known)))
+# Pulls run in parallel: one lock around each read and update of the store.
+if {name!r} == "docker":
+    import fcntl
+    with open(os.environ["SHIM_LOG"] + ".store", "a+") as store:
+        fcntl.flock(store, fcntl.LOCK_EX)
+        store.seek(0)
+        known = set(store.read().split())
+        if pulling:
+            known.add(sys.argv[-1])
+        if sys.argv[1:2] == ["tag"]:
+            source, name = sys.argv[2], sys.argv[3]
+            if source not in known:
+                print(f"Error response from daemon: No such image: {{source}}", file=sys.stderr)
+                sys.exit(1)
+            if "@" in name:
+                print("Error parsing reference: refusing to create a tag with a digest "
+                      "reference", file=sys.stderr)
+                sys.exit(1)
+            known.add(name)
+        store.seek(0)
+        store.truncate()
+        store.write("\\n".join(sorted(known)))
 """
 
 
