@@ -85,7 +85,7 @@ def pass_documents(
         "ImagesSkipped": (report.count(Action.SKIPPED), "Count"),
         "ImagesDeferred": (report.count(Action.DEFERRED), "Count"),
         "ImagesFailed": (report.count(Action.FAILED), "Count"),
-        "PassErrors": (len(report.errors), "Count"),
+        "PassErrors": (len(report.errors) + len(report.settings_refused), "Count"),
         "BytesCopied": (sum(r.bytes for r in report.images), "Bytes"),
         "UpstreamPulls": (sum(u.pulls for u in report.registries), "Count"),
         "PassSeconds": (round(report.seconds, 3), "Seconds"),

@@ -45,6 +45,11 @@ DATA_PLANE_PUSH = frozenset(
 )
 
 
+# What mirror asks of the primary's repositories only: the image-count warning and the
+# restore of archived pins.
+PRIMARY_ONLY = frozenset({"ecr:DescribeImages", "ecr:UpdateImageStorageClass"})
+
+
 def repository_actions(config: Config) -> set[str]:
     """Control-plane actions on the mirror's repositories that this config makes mirror call."""
     actions = {
@@ -361,6 +366,16 @@ def _ecr_statements(config: Config, account: str, region: str) -> list[dict[str,
     if isinstance(encryption, KmsEncryption):
         statements.append(_kms_statement(encryption.kms_key, account, region))
     statements += _pull_through_statements(config, account, region)
+    replicas = [d.region for d in target.replicate_to if d.account in (None, account)]
+    if replicas:  # what a replica in this account lacks, copied there (mirror/replicas.py)
+        statements.append(
+            {
+                "Sid": "MirrorReplicas",
+                "Effect": "Allow",
+                "Action": sorted(DATA_PLANE_PUSH | repository_actions(config) - PRIMARY_ONLY),
+                "Resource": [_mirror_repositories(config, account, r) for r in replicas],
+            }
+        )
     if target.replicate_to:
         statements.append(
             {

@@ -5,6 +5,7 @@ shapes (the daemon service and the scheduled sync), with a task role equal to wh
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from cfnlint.decode import decode
 
 from mirror.config import load_config
 from mirror.config.model import DaemonSettings
+from mirror.daemon import HEARTBEAT_SECONDS
 from mirror.iam import policy_document
+from tests.support.sns_delivery import delivery_problems
 
 pytestmark = [
     pytest.mark.e2e,
@@ -175,7 +178,16 @@ def test_on_call_gets_alarms_on_the_emf_metrics_and_on_failed_tasks(aws, shape):
     for alarm in alarms.values():
         assert alarm["Namespace"] == "mirror"
         assert alarm["Dimensions"] == [{"Name": "Service", "Value": stack}]
-        assert alarm["AlarmActions"] == [topic] and alarm["Period"] == 3600
+        assert alarm["AlarmActions"] == [topic]
+    assert alarms["ImagesFailed"]["Period"] == alarms["ImagesDeferred"]["Period"] == 3600
+    # The daemon beats every 5 minutes: two empty periods page within about 15 minutes,
+    # whatever the pass interval; a scheduled sync beats once a pass.
+    heartbeat = alarms["Heartbeat"]
+    if shape == "service":
+        assert (heartbeat["Period"], heartbeat["EvaluationPeriods"]) == (300, 2)
+        assert HEARTBEAT_SECONDS * 2 <= 15 * 60
+    else:
+        assert (heartbeat["Period"], heartbeat["EvaluationPeriods"]) == (3600, 2)
     assert alarms["Heartbeat"]["TreatMissingData"] == "breaching"
     assert alarms["ImagesFailed"]["EvaluationPeriods"] == 2
     assert alarms["ImagesFailed"]["Statistic"] == "Minimum"
@@ -189,6 +201,9 @@ def test_on_call_gets_alarms_on_the_emf_metrics_and_on_failed_tasks(aws, shape):
     assert pattern["detail-type"] == ["ECS Task State Change"]
     assert pattern["detail"]["clusterArn"] == [outputs["ClusterArn"]]
     assert {"containers": {"exitCode": [{"anything-but": 0}]}} in pattern["detail"]["$or"]
+    # A task ECS replaced after failed health checks may exit 0 on SIGTERM: reported too.
+    health = {"stoppedReason": [{"prefix": "Task failed container health checks"}]}
+    assert health in pattern["detail"]["$or"]
     (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
     assert target["Arn"] == topic
 
@@ -251,12 +266,197 @@ def test_every_option_at_once_deploys_private_subnets_an_existing_cluster_and_ta
     tag = {"Fn::If": ["HasTag", [{"Key": {"Ref": "TagKey"}, "Value": {"Ref": "TagValue"}}],
                       {"Ref": "AWS::NoValue"}]}  # fmt: skip
     untagged = {r["Type"] for r in resources.values() if r["Properties"].get("Tags") != tag}
-    # the three types whose CloudFormation schema has no Tags
+    # the four types whose CloudFormation schema has no Tags
     assert untagged == {
         "AWS::SNS::TopicPolicy",
         "AWS::SNS::Subscription",
         "AWS::Scheduler::Schedule",
+        "AWS::CloudWatch::Dashboard",
     }
     assert resources["Service"]["Properties"]["PropagateTags"] == "SERVICE"
     ecs_target = resources["Schedule"]["Properties"]["Target"]["EcsParameters"]
     assert ecs_target["PropagateTags"] == "TASK_DEFINITION"
+
+
+def test_the_alarm_topic_its_key_and_its_policy_let_cloudwatch_and_eventbridge_deliver(aws):
+    outputs = deploy("mirror-on-call", RunAs="service")
+
+    template, _ = decode(str(TEMPLATE))
+    resources = template["Resources"]
+    topic = boto3.client("sns").get_topic_attributes(TopicArn=outputs["AlarmTopicArn"])
+    key_id = topic["Attributes"]["KmsMasterKeyId"]
+    (key,) = created_of_type("mirror-on-call", "AWS::KMS::Key")  # the stack's own key
+    assert key_id.endswith(key["PhysicalResourceId"])
+    # moto keeps a template key's policy in a form its own KMS API cannot read, and has
+    # no AWS::SNS::TopicPolicy: both as the template gives them to CloudFormation.
+    key_policy = resources["AlarmTopicKey"]["Properties"]["KeyPolicy"]
+    topic_policy = resources["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]
+    assert delivery_problems(key_id, key_policy, topic_policy) == []
+    # CloudWatch's key grant is scoped to this account's alarms; EventBridge's is not
+    # conditioned at all, and its publishing is scoped to this stack's rule instead.
+    (cloudwatch,) = [s for s in key_policy["Statement"] if s["Sid"] == "CloudWatchAlarmsPublish"]
+    assert set(cloudwatch["Condition"]) == {"StringEquals", "ArnLike"}
+    (events,) = [s for s in key_policy["Statement"] if s["Sid"] == "EventBridgePublishes"]
+    assert "Condition" not in events
+    (rule_grant,) = [s for s in topic_policy["Statement"] if s["Sid"] == "TaskStoppedEvents"]
+    assert rule_grant["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["TaskFailedRule", "Arn"]}}
+    }
+
+
+def test_the_delivery_rules_refuse_the_aws_managed_key_and_a_policy_for_eventbridge_alone():
+    """What the template had before: both would have dropped every alarm and event."""
+    only_events = {
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+             "Action": "sns:Publish", "Resource": "*"}
+        ]
+    }  # fmt: skip
+    assert delivery_problems("arn:aws:kms:us-east-1:1:alias/aws/sns", None, only_events) == [
+        "the topic is encrypted with alias/aws/sns",
+        "the topic policy does not let cloudwatch.amazonaws.com publish",
+    ]
+    conditioned = {
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service},
+             "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+             "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}}}
+            for service in ("cloudwatch.amazonaws.com", "events.amazonaws.com")
+        ]
+    }  # fmt: skip
+    problems = delivery_problems("key-id", conditioned, only_events)
+    assert any("EventBridge's KMS requests do not carry" in p for p in problems)
+
+
+FEATURES = """\
+version: 1
+target:
+  kind: ecr
+  registry: 123456789012.dkr.ecr.us-east-1.amazonaws.com
+  repository:
+    pull_access: {organization_id: o-a1b2c3d4e5}
+  replicate_to: [{region: eu-west-1}]
+registries:
+  quay.io: {mode: pull-through-cache}
+  docker.io:
+    mode: pull-through-cache
+    credentials: {username_env: HUB_USER, password_env: HUB_TOKEN}
+images:
+  - nginx:1.27
+  - quay.io/prometheus/node-exporter:v1.8.2
+"""
+
+
+def listed(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+def granted(statements: list[dict[str, Any]], action: str, resource: str) -> bool:
+    """Whether an Allow statement gives `action` on `resource` (IAM's wildcards)."""
+    return any(
+        any(fnmatch.fnmatchcase(action, a) for a in listed(s["Action"]))
+        and any(fnmatch.fnmatchcase(resource, r) for r in listed(s["Resource"]))
+        for s in statements
+    )
+
+
+def test_the_task_role_grants_what_mirror_iam_policy_asks_for_every_feature_turned_on(
+    aws, monkeypatch
+):
+    monkeypatch.setenv("HUB_USER", "ci-bot")
+    monkeypatch.setenv("HUB_TOKEN", "dckr_pat_x")
+    boto3.client("ssm").put_parameter(Name="/mirror/config", Value=FEATURES, Type="String")
+    boundary = "arn:aws:iam::123456789012:policy/platform-boundary"
+
+    outputs = deploy(
+        "mirror-features", RunAs="service", EnablePullAccess="true", EnableReplication="true",
+        EnablePullThroughCache="true", PermissionsBoundaryArn=boundary,
+        EnableExecuteCommand="true", ContainerInsights="disabled", CreateVpcEndpoints="true",
+        EndpointsPrivateDns="false",
+        RouteTableIds=boto3.client("ec2").describe_route_tables()["RouteTables"][0]["RouteTableId"],
+    )  # fmt: skip
+
+    statements = task_role_policy(outputs)
+    wanted = policy_document(load_config("ssm:/mirror/config"))["Statement"]
+    missing = [
+        (action, resource)
+        for statement in wanted
+        for action in listed(statement["Action"])
+        for resource in listed(statement["Resource"])
+        if not granted(statements, action, resource)
+    ]
+    assert missing == []
+    role = boto3.client("iam").get_role(RoleName=outputs["TaskRoleArn"].rsplit("/", 1)[-1])
+    assert role["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == boundary
+    assert {s["Sid"] for s in statements} >= {"ExecuteCommand", "MirrorReplicas", "PullAccess"}
+    endpoints = boto3.client("ec2").describe_vpc_endpoints()["VpcEndpoints"]
+    interfaces = [e for e in endpoints if e["VpcEndpointType"] == "Interface"]
+    assert interfaces and not any(e["PrivateDnsEnabled"] for e in interfaces)
+    # moto keeps neither the cluster's settings nor the service's ECS Exec flag from a
+    # template: the template's wiring, then.
+    template, _ = decode(str(TEMPLATE))
+    resources = template["Resources"]
+    assert resources["Cluster"]["Properties"]["ClusterSettings"] == [
+        {"Name": "containerInsights", "Value": {"Ref": "ContainerInsights"}}
+    ]
+    assert resources["Service"]["Properties"]["EnableExecuteCommand"] == {
+        "Fn::If": ["HasExecuteCommand", True, False]
+    }
+    assert resources["LogGroup"]["DeletionPolicy"] == "Retain"
+
+
+def test_without_features_the_task_role_grants_none_of_their_actions(aws):
+    boto3.client("ssm").put_parameter(
+        Name="/mirror/config", Value=EXAMPLE.read_text(), Type="String"
+    )
+    outputs = deploy("mirror-plain", RunAs="schedule")
+
+    sids = {s["Sid"] for s in task_role_policy(outputs)}
+    assert not sids & {"PullAccess", "Replication", "MirrorReplicas", "PullThroughCacheRules",
+                       "PullThroughCacheSecrets", "ExecuteCommand"}  # fmt: skip
+
+
+def emitted_metric_names() -> set[str]:
+    """Every metric name mirror's EMF documents carry, from a pass with a registry."""
+    from mirror.emf import EmfSettings, heartbeat, pass_documents
+    from mirror.report import CredentialUsage, PassReport, RegistryUsage
+
+    report = PassReport(command="sync")
+    report.registries = [RegistryUsage("docker.io", [CredentialUsage("anonymous", 1, 100, 9)])]
+    settings = EmfSettings(namespace="mirror", service="mirror")
+    names: set[str] = set()
+    for document in [*pass_documents(settings, report), heartbeat(settings)]:
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            names |= {m["Name"] for m in directive["Metrics"]}
+    return names
+
+
+def test_the_dashboard_draws_the_metrics_mirror_emits_and_the_stacks_alarms(aws):
+    outputs = deploy("mirror-dash", RunAs="service", PassIntervalSeconds="3600")
+
+    name = outputs["DashboardUrl"].rsplit("name=", 1)[1]
+    body = json.loads(boto3.client("cloudwatch").get_dashboard(DashboardName=name)["DashboardBody"])
+    widgets = body["widgets"]
+    for widget in widgets:
+        assert widget["type"] in {"metric", "alarm", "text"}
+        assert widget["x"] >= 0 and widget["x"] + widget["width"] <= 24 and widget["height"] > 0
+    drawn: set[str] = set()
+    for widget in [w for w in widgets if w["type"] == "metric"]:
+        properties = widget["properties"]
+        assert properties["region"] == "us-east-1" and properties["title"]
+        for line in properties["metrics"]:
+            if isinstance(line[0], dict):  # a SEARCH expression
+                expression = line[0]["expression"]
+                assert '"mirror"' in expression and 'Service="mirror-dash"' in expression
+                drawn.add(expression.split('MetricName="', 1)[1].split('"', 1)[0])
+            else:
+                namespace, metric, dimension, value = line
+                assert (namespace, dimension, value) == ("mirror", "Service", "mirror-dash")
+                drawn.add(metric)
+    assert drawn <= emitted_metric_names()
+    assert {"UpstreamPulls", "QuotaRemaining", "ImagesCopied", "ImagesSkipped", "ImagesFailed",
+            "ImagesDeferred", "PassSeconds", "BytesCopied", "Heartbeat"} <= drawn  # fmt: skip
+    (alarms,) = [w for w in widgets if w["type"] == "alarm"]
+    stack_alarms = {a["AlarmArn"] for a in boto3.client("cloudwatch").describe_alarms()[
+        "MetricAlarms"] if a["AlarmName"].startswith("mirror-dash-")}  # fmt: skip
+    assert set(alarms["properties"]["alarms"]) == stack_alarms

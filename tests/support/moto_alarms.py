@@ -22,12 +22,25 @@ _INTEGERS = ("Period", "EvaluationPeriods", "DatapointsToAlarm")
 class _StackAlarm(CloudFormationModel):
     """The stack's handle on an alarm in moto's CloudWatch backend."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, arn: str) -> None:
         self.name = name
+        self.arn = arn
 
     @property
     def physical_resource_id(self) -> str:
         return self.name
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Arn"
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        """Fn::GetAtt ALARM.Arn, as CloudFormation documents it (the dashboard's alarms)."""
+        from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+        if attribute_name != "Arn":
+            raise UnformattedGetAttTemplateException()
+        return self.arn
 
     @staticmethod
     def cloudformation_name_type() -> str:
@@ -71,7 +84,8 @@ class _StackAlarm(CloudFormationModel):
             treat_missing_data=properties.get("TreatMissingData"),
             tags=properties.get("Tags"),
         )
-        return cls(properties["AlarmName"])
+        alarm = backend.alarms[properties["AlarmName"]]
+        return cls(properties["AlarmName"], alarm.alarm_arn)
 
 
 def teach_moto_alarms() -> None:
