@@ -18,6 +18,7 @@ from mirror.oci.auth import Credentials, RefreshingBasicAuth, RegistryAuth
 from mirror.oci.breaker import Breaker
 from mirror.oci.client import RegistryClient
 from mirror.oci.reference import default_endpoint
+from mirror.oci.unasked import bound_unasked_body
 from mirror.oci.wire import WireTransport, proxy_configured
 from mirror.ptc import PullThroughCache
 from mirror.quota import Budget, Pacer
@@ -296,7 +297,12 @@ class Clients:
         return Upstream(registry, members)
 
     def _token_client(self) -> httpx.Client:
-        client = httpx.Client(timeout=self.timeouts.httpx(), headers=_HEADERS, verify=self._tls)
+        client = httpx.Client(
+            timeout=self.timeouts.httpx(),
+            headers=_HEADERS,
+            verify=self._tls,
+            event_hooks={"response": [bound_unasked_body]},
+        )
         self._http.append(client)
         return client
 
@@ -314,7 +320,7 @@ class Clients:
         limits = httpx.Limits(
             max_connections=self._pool_size, max_keepalive_connections=self._pool_size
         )
-        hooks = {"response": [observe.observe]} if observe else {}
+        hooks = {"response": [bound_unasked_body, *([observe.observe] if observe else [])]}
         settings: dict[str, Any] = {
             "auth": auth,
             "timeout": self.timeouts.httpx(),

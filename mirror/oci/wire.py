@@ -42,9 +42,11 @@ def proxy_configured() -> bool:
 class _Body(httpx.SyncByteStream):
     """A response body on a pooled connection: back to the pool once read to the end.
 
-    A body of known length is read with one socket read per call (`readinto1`): a body that
-    drips returns what has come, so the caller's deadline is checked between reads instead
-    of waiting for a full buffer that may never come. A chunked body is left to http.client.
+    Every call makes at most one socket read, whatever the framing: a body that drips
+    returns what has come, so the caller's deadline is checked between reads instead of
+    after a full buffer that may never come. A body of known length is read into the
+    caller's buffer (`readinto1`); a chunked one through http.client's `read1`, which
+    reads one chunk's bytes (or its header) a call.
     """
 
     def __init__(self, transport: WireTransport, key: _Key, conn: _Connection, response: Any):
@@ -58,7 +60,9 @@ class _Body(httpx.SyncByteStream):
     def readinto(self, view: memoryview) -> int:
         try:
             if self._remaining is None:
-                return self._response.readinto(view)
+                data = self._response.read1(len(view))
+                view[: len(data)] = data
+                return len(data)
             if not self._remaining:
                 return 0
             assert self._response.fp is not None

@@ -17,7 +17,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests.support import skopeo
-from tests.support.hostile import HostileFront, Recorder, Served, gzip_bomb
+from tests.support.hostile import BEARER_TOKEN, HostileFront, Recorder, Served, gzip_bomb
 from tests.support.images import DOCKER_LIST, DOCKER_MANIFEST, Image, random_blob
 from tests.support.shims import Shims
 
@@ -394,9 +394,17 @@ def test_a_tampered_lock_is_refused_and_nothing_is_written(
         "another registry": {**entry, "target": entry["target"].replace(target.host, "evil.test")},
         "quote in source": {**entry, "source": "docker.io/library/nginx:1.16'"},
     }
-    for why, image in tampered.items():
+    moved = entry["target"].replace(target.host, "evil.test")
+    tampered_locks = {  # the include would log in to and pull from these hosts
+        why: {**good, "images": [image]} for why, image in tampered.items()
+    } | {
+        "the lock's registry": {**good, "registry": "evil.test", "images": [
+            {**entry, "target": moved}]},
+        "a replica the config never named": {**good, "replicas": {"eu-west-1": "evil.test"}},
+    }  # fmt: skip
+    for why, lock_body in tampered_locks.items():
         path = tmp_path / "tampered.json"
-        path.write_text(json.dumps({**good, "images": [image]}))
+        path.write_text(json.dumps(lock_body))
         out = tmp_path / "pull.sh"
 
         run = mirror(
@@ -418,3 +426,68 @@ def test_every_registry_request_asks_for_identity_encoding(target, mirror, write
 
     assert registry.requests
     assert all(h.get("Accept-Encoding") == "identity" for _, _, h in registry.requests)
+
+
+def peak_rss_of_sync(config: Path, report: Path, measured: Path) -> tuple[int, int]:
+    """`mirror sync` in a process of its own, measured by bench/rusage.py: (exit code,
+    peak RSS in KiB). A process started from this (large) test process would report this
+    process's pages as its own."""
+    sync = [sys.executable, "-m", "mirror.cli", "sync", "--config", str(config)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.rusage", str(measured), "--", *sync, "--report", str(report)],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
+    return done.returncode, int(measured.read_text().split()[1])
+
+
+UNASKED = 600 * 2**20  # what drove the process past 600 MiB
+
+
+@pytest.mark.parametrize("answer", ["manifest redirect", "blob redirect", "challenged 401"])
+def test_a_huge_body_mirror_never_asked_for_is_not_read(
+    upstream, target, seeder, write_config, tmp_path, answer
+):
+    digest = seeder.push("library/nginx", "1.16", Image([random_blob(2000)]))
+    realm = Recorder(Served(json.dumps({"token": BEARER_TOKEN}).encode()))
+    with HostileFront(upstream.url) as hostile, realm:
+        if answer == "manifest redirect":
+            hostile.redirect_bodies["library/nginx"] = UNASKED
+        elif answer == "blob redirect":
+            hostile.blob_redirect_body = UNASKED
+        else:  # every request first gets a Bearer challenge with a huge body
+            hostile.bearer_realm = f"{realm.url}/token"
+            hostile.challenge_body = UNASKED
+        config = write_config(
+            target, "- nginx:1.16", docker_io=hostile.url, extra="timeouts: {metadata: 20s}\n"
+        )
+        started = time.monotonic()
+
+        code, peak_kib = peak_rss_of_sync(config, tmp_path / "out.json", tmp_path / "rusage.txt")
+
+    assert code == 0
+    assert time.monotonic() - started < 60
+    assert peak_kib < 150 * 1024, f"peak RSS {peak_kib // 1024} MiB"  # not the 600 MiB sent
+    assert skopeo.raw_digest(target.host, f"{HUB}/nginx:1.16") == digest
+
+
+def test_a_chunked_blob_that_drips_stops_at_the_image_deadline(
+    front, target, seeder, write_config, mirror
+):
+    seeder.push("library/slow", "1", Image([random_blob(4000)]))
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    front.chunked_blob_drip.add("library/slow")  # one byte a second, no Content-Length
+    front.drip_seconds = 1.0
+    config = write_config(
+        target, "- slow:1\n- nginx:1.16", docker_io=front.url, extra="timeouts: {image: 5s}\n"
+    )
+    started = time.monotonic()
+
+    run = mirror("sync", config=config)
+
+    elapsed = time.monotonic() - started
+    assert elapsed < 12, f"still copying after {elapsed:.0f} s with a 5 s limit"
+    assert run.code == 1
+    assert run.image("slow:1")["error"]["code"] == "DEADLINE_EXCEEDED"
+    assert "slow" not in str(target.catalog())  # no tag points at half a blob

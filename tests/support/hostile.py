@@ -29,8 +29,17 @@ import httpx
 from tests.support.images import ACCEPT, digest_of
 from tests.support.registry import free_port
 
-__all__ = ["BackgroundServer", "Handler", "HostileFront", "Recorder", "Served", "gzip_bomb"]
+__all__ = [
+    "BEARER_TOKEN",
+    "BackgroundServer",
+    "Handler",
+    "HostileFront",
+    "Recorder",
+    "Served",
+    "gzip_bomb",
+]
 
+BEARER_TOKEN = "hostile-token"  # what a Recorder realm hands out: {"token": ...}
 _MANIFEST_RE = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
 _TAGS_RE = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
 
@@ -136,6 +145,7 @@ class HostileFront(BackgroundServer):
     def __init__(self, backend_url: str, *, basic: tuple[str, str] | None = None) -> None:
         self.backend = httpx.Client(base_url=backend_url, timeout=60)
         self.basic = basic  # require these Basic credentials on every /v2/ request
+        self.bearer_realm: str | None = None  # or a Bearer token from this realm (a Recorder)
         self.extra_tags: dict[str, list[Any]] = {}  # appended to the backend's tag list
         self.tag_bodies: dict[str, bytes] = {}  # served instead of the tag list
         self.endless: set[str] = set()  # tag lists whose every page links to a new one
@@ -145,6 +155,14 @@ class HostileFront(BackgroundServer):
         self.get_errors: dict[str, Served] = {}  # by name: answers to its manifest GETs
         self.drip: set[str] = set()  # names whose manifest GETs and tag lists drip
         self.drip_seconds = 0.5
+        # A first answer mirror never asked for, with a body of this many bytes: a 307 to
+        # the real manifest (by name) or blob (every blob), or the 401 of `basic`.
+        self.redirect_bodies: dict[str, int] = {}
+        self.blob_redirect_body = 0
+        self.challenge_body = 0
+        # Blobs of these names sent chunked: their first 20 bytes one a chunk, drip_seconds
+        # apart, then the rest at once.
+        self.chunked_blob_drip: set[str] = set()
         self.paths: list[str] = []  # every request path (undecoded), in order
         self.calls: list[tuple[str, str]] = []  # (method, path) of each
         front = self
@@ -174,17 +192,38 @@ class HostileFront(BackgroundServer):
         return digest
 
     def _authorized(self, handler: Handler) -> bool:
+        if self.bearer_realm is not None:  # HEADs pass: the first GET meets the challenge
+            token = handler.headers.get("Authorization") == f"Bearer {BEARER_TOKEN}"
+            return token or handler.command == "HEAD"
         if self.basic is None:
             return True
         expected = "Basic " + base64.b64encode(":".join(self.basic).encode()).decode()
         return handler.headers.get("Authorization") == expected
 
+    def _challenge(self) -> dict[str, str]:
+        if self.bearer_realm is not None:
+            return {"WWW-Authenticate": f'Bearer realm="{self.bearer_realm}",service="hostile"'}
+        return {"WWW-Authenticate": 'Basic realm="hostile"'}
+
     def route(self, handler: Handler) -> None:
         parsed = urlparse(handler.path)
         if not self._authorized(handler):
-            return handler.reply(
-                Served(b"", {"WWW-Authenticate": 'Basic realm="hostile"'}, status=401)
+            return self._huge(
+                handler, Served(b"", self._challenge(), status=401), self.challenge_body
             )
+        redirected = "redirected" in parse_qs(parsed.query)
+        manifest = _MANIFEST_RE.match(parsed.path)
+        name = manifest["name"] if manifest else ""
+        blob = "/blobs/sha256:" in parsed.path and handler.command == "GET"
+        size = self.redirect_bodies.get(name, 0) or (self.blob_redirect_body if blob else 0)
+        if size and not redirected and handler.command == "GET":
+            location = {"Location": f"{parsed.path}?redirected=1"}
+            return self._huge(handler, Served(b"", location, status=307), size)
+        if redirected:
+            handler.path = parsed.path
+        blob_of = parsed.path.partition("/blobs/")[0].removeprefix("/v2/")
+        if blob and blob_of in self.chunked_blob_drip:
+            return self._drip_chunked(handler, self.backend.get(parsed.path).content)
         if parsed.path == "/v2/":
             return handler.reply(Served(b"{}", {"Content-Type": "application/json"}))
         tags = _TAGS_RE.match(parsed.path)
@@ -194,6 +233,33 @@ class HostileFront(BackgroundServer):
         if manifest:
             return self._manifest(handler, f"{manifest['name']}:{manifest['ref']}", parsed.path)
         return self._proxy(handler, handler.path)
+
+    def _drip_chunked(self, handler: Handler, body: bytes) -> None:
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        try:
+            for index in range(20):
+                handler.wfile.write(b"1\r\n" + body[index : index + 1] + b"\r\n")
+                handler.wfile.flush()
+                time.sleep(self.drip_seconds)
+            rest = body[20:]
+            handler.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(rest), rest))
+        except OSError:
+            handler.close_connection = True
+
+    @staticmethod
+    def _huge(handler: Handler, served: Served, size: int) -> None:
+        """`served` with a body of `size` zero bytes, written as fast as it is taken."""
+        handler.start(Served(b"", {**served.headers, "Content-Length": str(size)}, served.status))
+        if handler.command == "HEAD":
+            return
+        chunk = bytes(2**20)
+        try:
+            for start in range(0, size, len(chunk)):
+                handler.wfile.write(chunk[: size - start])
+        except OSError:
+            handler.close_connection = True  # the client stopped reading: as it should
 
     def _send(self, handler: Handler, key: str, served: Served) -> None:
         if key.partition(":")[0] not in self.drip or handler.command == "HEAD":
