@@ -38,7 +38,7 @@ from mirror.emf import resolve_emf
 from mirror.errors import ConfigError, MirrorError, printable
 from mirror.healthcheck import ask
 from mirror.iam import consumer_policy, destination_policies, needs_account, policy_document
-from mirror.lock import build_lock, pulls_from_lock, read_lock
+from mirror.lock import build_lock, check_lock_hosts, pulls_from_lock, read_lock
 from mirror.log import bind_run, new_run_id, scrub_text, setup_logging
 from mirror.naming import target_reference
 from mirror.output import say
@@ -492,6 +492,7 @@ def _buildspec(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError(f"--dockerfile: no such file: {', '.join(missing)}")
     if args.lock is not None:  # pinned by the lock: no registry request at all
         lock = read_lock(args.lock)
+        check_lock_hosts(lock, config, args.lock)
         pulls, warnings = pulls_from_lock(lock)
         registry = str(lock["registry"])
         replicas = dict(lock.get("replicas") or {})

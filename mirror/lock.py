@@ -9,6 +9,7 @@ mirrored makes the lock incomplete, so it is not written at all.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ from mirror.errors import ConfigError, MirrorError, printable
 from mirror.oci.grammar import is_aws_region, is_digest, is_host
 from mirror.oci.reference import Reference, parse_reference
 from mirror.sync import resolve_jobs
-from mirror.wiring import Clients
+from mirror.wiring import Clients, target_registry_name
 
-__all__ = ["LOCK_VERSION", "build_lock", "pulls_from_lock", "read_lock"]
+__all__ = ["LOCK_VERSION", "build_lock", "check_lock_hosts", "pulls_from_lock", "read_lock"]
 
 LOCK_VERSION = 1
 
@@ -119,6 +120,38 @@ def read_lock(path: Path) -> dict[str, Any]:
     for number, image in enumerate(images, start=1):
         _lock_image(image, registry, f"{path}: image {number}")
     return lock
+
+
+# What ECR's login and the include's Region parsing expect of a host (ecr.ecr_host).
+_ECR_HOST = re.compile(r"\d{12}\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?", re.ASCII)
+
+
+def check_lock_hosts(lock: dict[str, Any], config: Config, path: Path) -> None:
+    """A lock is a file in an application repository: anyone who can open a pull request
+    can change it. The include logs in to and pulls from its hosts, so they must be the
+    config's own: the target (for ECR without `target.registry`, an ECR host of the
+    config's Region, the Region the login asks for) and its `replicate_to` replicas.
+    ConfigError (exit 2) naming the host otherwise."""
+    target = config.model.target
+    registry = str(lock["registry"])
+    hint = "regenerate the lock with `mirror lock` from this config"
+    if target.registry or target.kind != "ecr":
+        if registry != target_registry_name(config):
+            raise ConfigError(f"{path}: registry {registry} is not the config's target", hint=hint)
+    else:
+        match = _ECR_HOST.fullmatch(registry)
+        if match is None or match["region"] != (target.region or ""):
+            raise ConfigError(
+                f"{path}: registry {registry} is not an ECR registry in {target.region}",
+                hint=hint,
+            )
+    wanted = replica_registries(config, registry)
+    for region, host in (lock.get("replicas") or {}).items():
+        if wanted.get(region) != host:
+            raise ConfigError(
+                f"{path}: replica {host} ({region}) is not one of the config's replicate_to",
+                hint=hint,
+            )
 
 
 def pulls_from_lock(lock: dict[str, Any]) -> tuple[list[Pull], list[str]]:
