@@ -188,6 +188,36 @@ def test_a_cdn_that_compresses_when_asked_is_never_asked(hub, target, seeder, mi
     assert skopeo.raw_digest(target.host, f"{HUB}/nginx:1.16") == digest
 
 
+def test_a_layer_labelled_gzip_whose_bytes_match_is_copied_as_those_bytes(
+    hub, target, seeder, mirror, write_config
+):
+    # Apache in front of Pulp labels an already-gzip layer Content-Encoding: gzip
+    # (moby/moby#17595): the raw bytes are the blob, and must never be inflated.
+    digest = seeder.push("library/nginx", "1.16", Image([random_blob(300_000)]))
+    hub.gzip_label = "label"
+    config = write_config(target, "- nginx:1.16", docker_io=hub.url)
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 0, run.out
+    skopeo.copy_all_verifies(target.host, f"{HUB}/nginx:1.16")
+    assert skopeo.raw_digest(target.host, f"{HUB}/nginx:1.16") == digest
+
+
+def test_a_layer_compressed_in_transit_still_fails_its_digest(
+    hub, target, seeder, mirror, write_config
+):
+    seeder.push("library/nginx", "1.16", Image([random_blob(300_000)]))
+    hub.gzip_label = "always"  # other bytes on the wire than the digest names
+    config = write_config(target, "- nginx:1.16", docker_io=hub.url)
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 1
+    assert run.image("nginx:1.16")["action"] == "failed"
+    assert "nginx" not in str(target.catalog())  # no tag, no manifest
+
+
 @pytest.mark.parametrize("answer", ["406", "html"])
 def test_an_odd_referrers_answer_means_no_api_and_the_fallback_tag_is_used(
     hub, target, seeder, mirror, write_config, answer

@@ -93,6 +93,9 @@ class DockerHubFront:
         self.unknown_is_401 = False  # a repository that does not exist: 401, as Docker Hub
         self.head_digest = True  # False: HEADs carry no Docker-Content-Digest
         self.compress_when_asked = False  # the CDN gzips blobs for Accept-Encoding: gzip
+        # The CDN labels every blob Content-Encoding: gzip, its bytes unchanged (Apache in
+        # front of Pulp, moby/moby#17595), or gzips them whatever was asked ("always").
+        self.gzip_label: str | None = None  # None | "label" | "always"
         self.referrers_answer: str | None = None  # "406", "html", "500": odd API answers
         self.gitlab_fallback = False  # `sha256-<hex>` resolves to the image itself
         self.basic_challenge_too = False  # Basic offered beside Bearer in one header
@@ -397,6 +400,10 @@ class _CdnHandler(_Handler):
             if r.status_code != 200:
                 r.read()
                 return self.reply(r.status_code, r.content)
+            if self.hub.gzip_label == "label":
+                return self.reply(200, r.read(), {"Content-Encoding": "gzip"})
+            if self.hub.gzip_label == "always":
+                return self.reply(200, gzip.compress(r.read()), {"Content-Encoding": "gzip"})
             if self.hub.compress_when_asked and "gzip" in self.headers.get("Accept-Encoding", ""):
                 body = gzip.compress(r.read())
                 with self.hub._lock:
