@@ -14,6 +14,7 @@ from mirror.config.model import RegistrySettings, SecretCredentials
 from mirror.credentials import resolve_credentials
 from mirror.ecr import Ecr, Refusals, RefusedSetting, call_aws, ecr_host
 from mirror.errors import ConfigError
+from mirror.oci.addresses import refuse_forbidden_redirect
 from mirror.oci.auth import Credentials, RefreshingBasicAuth, RegistryAuth
 from mirror.oci.breaker import Breaker
 from mirror.oci.client import RegistryClient
@@ -301,7 +302,7 @@ class Clients:
             timeout=self.timeouts.httpx(),
             headers=_HEADERS,
             verify=self._tls,
-            event_hooks={"response": [bound_unasked_body]},
+            event_hooks={"response": [refuse_forbidden_redirect, bound_unasked_body]},
         )
         self._http.append(client)
         return client
@@ -320,7 +321,13 @@ class Clients:
         limits = httpx.Limits(
             max_connections=self._pool_size, max_keepalive_connections=self._pool_size
         )
-        hooks = {"response": [bound_unasked_body, *([observe.observe] if observe else [])]}
+        hooks = {
+            "response": [
+                refuse_forbidden_redirect,
+                bound_unasked_body,
+                *([observe.observe] if observe else []),
+            ]
+        }
         settings: dict[str, Any] = {
             "auth": auth,
             "timeout": self.timeouts.httpx(),

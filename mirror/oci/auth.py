@@ -16,7 +16,6 @@ instance-metadata address. The realm gets the account credentials, never a token
 from __future__ import annotations
 
 import base64
-import ipaddress
 import re
 import threading
 import time
@@ -34,6 +33,7 @@ from mirror.errors import (
     printable,
     safe_url,
 )
+from mirror.oci.addresses import refused_host
 from mirror.oci.limits import TOKEN_BODY_BYTES, read_bounded, read_error_body, request_timeout
 from mirror.oci.origin import Origin, origin_of, same_origin
 from mirror.oci.types import parse_json_object
@@ -51,11 +51,6 @@ __all__ = [
     "scopes_for",
 ]
 
-# Cloud instance-metadata endpoints: a realm there would hand the account to whoever
-# can read the answer (IMDS, ECS task metadata, GCE).
-_METADATA_HOSTS = frozenset(
-    {"169.254.169.254", "169.254.170.2", "fd00:ec2::254", "metadata.google.internal"}
-)
 _TOKEN_RE = re.compile(r"[!-~]{1,16384}", re.ASCII)  # visible ASCII: safe in a header
 _TOKEN_MARGIN_SECONDS = 10.0
 _DEFAULT_TOKEN_SECONDS = 60.0
@@ -130,8 +125,12 @@ def check_realm(realm: str, registry: httpx.URL) -> httpx.URL:
     """The token realm a challenge from `registry` names, if credentials may go there."""
 
     def refuse(why: str) -> InvalidUpstreamDataError:
+        try:
+            shown = safe_url(realm)
+        except httpx.InvalidURL:  # not a URL at all: shown without any userinfo parsing
+            shown = realm.split("@")[-1]
         return InvalidUpstreamDataError(
-            f"token realm {printable(repr(safe_url(realm)), limit=200)} refused: {why}",
+            f"token realm {printable(repr(shown), limit=200)} refused: {why}",
             hint="the registry's challenge names a realm mirror will not send credentials to",
         )
 
@@ -145,15 +144,9 @@ def check_realm(realm: str, registry: httpx.URL) -> httpx.URL:
         raise refuse("plain http for an https registry")
     if url.userinfo:
         raise refuse("it carries a username or password")
-    host = url.host.lower().strip("[]")
-    if host in _METADATA_HOSTS:
-        raise refuse("an instance-metadata address")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return url
-    if address.is_link_local or address.is_multicast or address.is_unspecified:
-        raise refuse("a link-local, multicast or unspecified address")
+    reason = refused_host(url.host)
+    if reason is not None:
+        raise refuse(reason)
     return url
 
 

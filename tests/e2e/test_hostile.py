@@ -491,3 +491,22 @@ def test_a_chunked_blob_that_drips_stops_at_the_image_deadline(
     assert run.code == 1
     assert run.image("slow:1")["error"]["code"] == "DEADLINE_EXCEEDED"
     assert "slow" not in str(target.catalog())  # no tag points at half a blob
+
+
+@pytest.mark.parametrize("spelling", ["2130706433", "0x7f000001", "127.1"])
+def test_a_redirect_to_an_address_spelled_as_a_number_is_never_followed(
+    front, target, seeder, mirror, write_config, spelling
+):
+    # 127.0.0.1 under another spelling stands in for 169.254.169.254 written the same way
+    # (2852039166): no test may send a packet to the metadata service itself.
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    with Recorder() as metadata:
+        front.blob_redirect_to = f"http://{spelling}:{metadata.port}/latest/meta-data/"
+        config = write_config(target, "- nginx:1.16", docker_io=front.url)
+
+        run = mirror("sync", config=config)
+
+    assert run.code == 1
+    assert metadata.requests == []  # no connection was made to it
+    error = run.image("nginx:1.16")["error"]
+    assert error["code"] == "INVALID_UPSTREAM_DATA" and "not followed" in error["message"]

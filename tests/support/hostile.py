@@ -163,6 +163,7 @@ class HostileFront(BackgroundServer):
         # Blobs of these names sent chunked: their first 20 bytes one a chunk, drip_seconds
         # apart, then the rest at once.
         self.chunked_blob_drip: set[str] = set()
+        self.blob_redirect_to: str | None = None  # every blob GET: a 307 to this URL
         self.paths: list[str] = []  # every request path (undecoded), in order
         self.calls: list[tuple[str, str]] = []  # (method, path) of each
         front = self
@@ -216,6 +217,8 @@ class HostileFront(BackgroundServer):
         name = manifest["name"] if manifest else ""
         blob = "/blobs/sha256:" in parsed.path and handler.command == "GET"
         size = self.redirect_bodies.get(name, 0) or (self.blob_redirect_body if blob else 0)
+        if blob and self.blob_redirect_to:
+            return handler.reply(Served(b"", {"Location": self.blob_redirect_to}, status=307))
         if size and not redirected and handler.command == "GET":
             location = {"Location": f"{parsed.path}?redirected=1"}
             return self._huge(handler, Served(b"", location, status=307), size)
