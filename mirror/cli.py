@@ -455,6 +455,12 @@ def _summary(report: PassReport) -> str:
         text += f"\n  {BLOB_MOUNTING_ADVICE}"
     for error in report.errors:
         text += f"\n  {error.code}: {error.message}" + (f" ({error.hint})" if error.hint else "")
+    if report.unowned_repositories:
+        names = ", ".join(report.unowned_repositories)
+        text += (
+            f"\n  repositories mirror did not create (images written, settings left alone; "
+            f"target.repository.adopt_existing: true manages them): {names}"
+        )
     for restored in report.restored:
         text += (
             f"\n  restored from ECR's archive: {restored['repository']}@{restored['digest']} "

@@ -197,6 +197,8 @@ class Ecr:
         self._lifecycle = lifecycle_policy
         self._retired = retired_lifecycle_policy
         self._ready: set[str] = set()
+        self._unowned: set[str] = set()
+        self._prefix = prefix
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -326,14 +328,41 @@ class Ecr:
         )
         return True
 
+    def unowned(self) -> list[str]:
+        """Repositories of this run that mirror did not create and was not told to adopt:
+        images go into them, their settings are left alone."""
+        with self._lock:
+            return sorted(self._unowned)
+
     def _reconcile(self, name: str, repository: dict[str, Any]) -> None:
         """Bring an existing repository's settings in line, logging each change; each
-        setting on its own, so one that ECR refuses leaves the others applied."""
+        setting on its own, so one that ECR refuses leaves the others applied. A
+        repository without mirror's ownership tags is someone else's: left as it is
+        unless `adopt_existing` says to take it over."""
+        arn = repository["repositoryArn"]
+        try:
+            tags = call_aws(self._client, "list_tags_for_resource", resourceArn=arn)["tags"]
+        except (AwsError, KeyError) as exc:  # whose it is is unknown: nothing is changed
+            error = exc if isinstance(exc, AwsError) else AwsError(str(exc), code="NO_TAGS")
+            self._refusals.record(name, "settings", error)
+            return
+        if not owned(tags, self._prefix) and not self._settings.adopt_existing:
+            with self._lock:
+                first = name not in self._unowned
+                self._unowned.add(name)
+            if first:
+                log.warning(
+                    "repository_not_owned",
+                    repository=name,
+                    hint="mirror writes images into it and changes nothing else; set "
+                    "target.repository.adopt_existing: true to manage it as mirror's own",
+                )
+            return
         changes: list[tuple[str, Callable[[], bool]]] = [
             ("tag_mutability", lambda: self._mutability(name, repository)),
             ("scan_on_push", lambda: self._scanning(name, repository)),
             ("lifecycle_policy", lambda: self._lifecycle_setting(name)),
-            ("tags", lambda: self._tagging(repository["repositoryArn"])),
+            ("tags", lambda: self._tagging(arn, tags)),
             ("pull_access", lambda: self._pull_access(name)),
         ]
         changed = [setting for setting, change in changes if self._apply(name, setting, change)]
@@ -389,8 +418,9 @@ class Ecr:
             return True
         return False
 
-    def _tagging(self, arn: str) -> bool:
-        if not self._tags_differ(arn):  # repositories from before
+    def _tagging(self, arn: str, tags: list[dict[str, str]]) -> bool:
+        have = {t["Key"]: t["Value"] for t in tags}
+        if all(have.get(k) == v for k, v in self._tags.items()):
             return False
         call_aws(
             self._client,
@@ -435,11 +465,6 @@ class Ecr:
                 return None
             raise
         return json.loads(text["lifecyclePolicyText"])
-
-    def _tags_differ(self, arn: str) -> bool:
-        found = call_aws(self._client, "list_tags_for_resource", resourceArn=arn).get("tags") or []
-        have = {t["Key"]: t["Value"] for t in found}
-        return any(have.get(k) != v for k, v in self._tags.items())
 
     def warn_if_near_image_quota(self, name: str) -> None:
         """Log a warning when `name` holds 80% of ECR's images-per-repository quota."""

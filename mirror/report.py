@@ -131,6 +131,8 @@ class PassReport:
     errors: list[ErrorInfo] = field(default_factory=list)
     # Repository settings ECR refused; the images were still copied: exit 1.
     settings_refused: list[RefusedSetting] = field(default_factory=list)
+    # Repositories mirror did not create nor adopt: images went in, settings left alone.
+    unowned_repositories: list[str] = field(default_factory=list)
     # ECR's BLOB_MOUNTING registry setting (ENABLED, DISABLED), None where unknown.
     blob_mounting: str | None = None
     # Images already mirrored that a replica lacked, copied there (replica, image, digest).
@@ -181,6 +183,7 @@ class PassReport:
             "dropped_tags": self.dropped_tags,
             "errors": [asdict(e) for e in self.errors],
             "blob_mounting": self.blob_mounting,
+            "unowned_repositories": self.unowned_repositories,
             "settings_refused": [asdict(r) for r in self.settings_refused],
             "restored": self.restored,
             "replicas_filled": self.replicas_filled,

@@ -606,6 +606,8 @@ class _Pass:
                 blobs.close()
             self.report.registries = self.usage(waited)
         self.report.settings_refused = self.clients.refused_settings()
+        if self.clients.ecr is not None:
+            self.report.unowned_repositories = self.clients.ecr.unowned()
 
 
 def run_pass(

@@ -262,6 +262,9 @@ class RepositorySettings(Section):
     lifecycle_policy: str = "default"  # default | none | path to a JSON policy
     tags: dict[str, str] = Field(default_factory=dict)
     pull_access: PullAccess | None = None  # a repository policy: who else may pull
+    # Take over repositories mirror did not create (no ownership tags): reconcile their
+    # settings and tag them as mirror's, which puts them in prune's reach.
+    adopt_existing: bool = False
 
     @field_validator("tags")
     @classmethod

@@ -113,7 +113,8 @@ def test_existing_repositories_are_reconciled_but_encryption_is_only_reported(
         imageScanningConfiguration={"scanOnPush": False},
         encryptionConfiguration={"encryptionType": "KMS"},
     )
-    config = load_config(ecr_config(tmp_path, ecr, hub.url, "- nginx:1.16"))
+    adopt = "repository: {adopt_existing: true}"  # someone else's: taken over when asked
+    config = load_config(ecr_config(tmp_path, ecr, hub.url, "- nginx:1.16", adopt))
     clients = Clients(config)
     try:
         report = run_pass(config, clients, SyncOptions())
@@ -189,7 +190,11 @@ def test_the_iam_policy_lists_exactly_the_aws_calls_a_sync_makes(
         imageScanningConfiguration={"scanOnPush": False},
     )
     path = ecr_config(
-        tmp_path, ecr, hub.url, "- nginx:1.16\n- redis:7", repository="repository: {tags: {a: b}}"
+        tmp_path,
+        ecr,
+        hub.url,
+        "- nginx:1.16\n- redis:7",
+        repository="repository: {tags: {a: b}, adopt_existing: true}",
     )
     config = load_config(path)
     clients = Clients(config)
@@ -373,6 +378,7 @@ def test_pull_access_lets_member_accounts_pull_and_keeps_other_statements(
         repository="""
         repository:
           pull_access: {organization_id: o-a1b2c3d4e5, accounts: ["111122223333"]}
+          adopt_existing: true
         """,
     )
 

@@ -510,3 +510,39 @@ def test_a_redirect_to_an_address_spelled_as_a_number_is_never_followed(
     assert metadata.requests == []  # no connection was made to it
     error = run.image("nginx:1.16")["error"]
     assert error["code"] == "INVALID_UPSTREAM_DATA" and "not followed" in error["message"]
+
+
+def test_a_repository_mirror_did_not_create_is_written_to_but_never_taken_over(
+    ecr, hub, seeder, tmp_path, mirror
+):
+    import boto3
+
+    from tests.e2e.test_ecr import ecr_config
+
+    seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
+    client = boto3.client("ecr")
+    name = f"{HUB}/nginx"  # another team's repository, where mirror would put nginx
+    arn = client.create_repository(repositoryName=name, imageTagMutability="IMMUTABLE")[
+        "repository"]["repositoryArn"]  # fmt: skip
+    theirs = {"Version": "2012-10-17", "Statement": [{"Sid": "Theirs", "Effect": "Allow",
+              "Principal": {"AWS": "arn:aws:iam::999988887777:root"},
+              "Action": ["ecr:BatchGetImage"]}]}  # fmt: skip
+    client.set_repository_policy(repositoryName=name, policyText=json.dumps(theirs))
+    config = ecr_config(
+        tmp_path, ecr, hub.url, "- nginx:1.16",
+        repository="repository: {pull_access: {organization_id: o-a1b2c3d4e5}}",
+    )  # fmt: skip
+
+    run = mirror("sync", config=config)
+
+    assert run.code == 0, run.out
+    assert run.image("nginx:1.16")["action"] == "copied"
+    assert run.report["unowned_repositories"] == [name]
+    assert "repositories mirror did not create" in run.out
+    # What did NOT happen: no ownership tag, no settings, no policy statement of mirror's.
+    assert client.list_tags_for_resource(resourceArn=arn)["tags"] == []
+    (repository,) = client.describe_repositories(repositoryNames=[name])["repositories"]
+    assert repository["imageTagMutability"] == "IMMUTABLE"
+    assert json.loads(client.get_repository_policy(repositoryName=name)["policyText"]) == theirs
+    with pytest.raises(client.exceptions.LifecyclePolicyNotFoundException):
+        client.get_lifecycle_policy(repositoryName=name)
