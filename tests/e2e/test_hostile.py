@@ -546,3 +546,41 @@ def test_a_repository_mirror_did_not_create_is_written_to_but_never_taken_over(
     assert json.loads(client.get_repository_policy(repositoryName=name)["policyText"]) == theirs
     with pytest.raises(client.exceptions.LifecyclePolicyNotFoundException):
         client.get_lifecycle_policy(repositoryName=name)
+
+
+def test_idle_connections_from_one_address_cannot_shut_out_the_containers_health_check():
+    import socket
+
+    from mirror.health import MAX_CONNECTIONS, HealthServer, Page
+    from mirror.healthcheck import ask
+    from tests.support.registry import free_port
+
+    port = free_port()
+    server = HealthServer("127.0.0.1", port, {"/healthz": lambda: Page(200, "text/plain", b"ok")})
+    server.start()
+    crowd = []
+    try:
+        # A scraper's network, as seen from the daemon: another address than the
+        # container's own (127.0.0.2 stands in for it on this machine).
+        for _ in range(MAX_CONNECTIONS + 50):
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", port))
+            crowd.append(sock)
+        time.sleep(0.5)
+
+        live, body = ask("127.0.0.1", port, timeout=2)
+
+        assert live and body == "ok"  # the container's own check is answered
+        held = 0
+        for sock in crowd:  # what the server let that one address keep
+            sock.setblocking(False)
+            try:
+                held += sock.recv(1) != b""
+            except BlockingIOError:
+                held += 1  # still open: nothing to read yet
+        assert held <= MAX_CONNECTIONS // 16  # a small share: PER_ADDRESS
+    finally:
+        for sock in crowd:
+            sock.close()
+        server.stop()
