@@ -18,8 +18,10 @@ instead, as it knows the proxy rules.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
+import select
 import socket
 import ssl
 import threading
@@ -92,16 +94,53 @@ class _Body(httpx.SyncByteStream):
             return
         self._open = False
         done = self._response.isclosed() or self._remaining == 0
-        reusable = done and not self._response.will_close
+        reusable = done and not self._response.will_close and self._nothing_unread()
         self._response.close()
         if reusable:
             self._transport.release(self._key, self._conn)
         else:
             self._conn.close()
 
+    def _nothing_unread(self) -> bool:
+        """Whether the connection holds no byte past this response, buffered or waiting
+        on the socket: a byte sent after an answer's end would otherwise be read as the
+        next request's answer. Looked at without waiting."""
+        sock = self._conn.sock
+        if sock is None:
+            return False
+        timeout = sock.gettimeout()
+        try:
+            sock.setblocking(False)
+            fp = self._response.fp
+            try:
+                if fp is not None and fp.peek(1):  # already buffered, or just arrived
+                    return False
+            except ssl.SSLWantReadError:
+                pass  # TLS: no record waiting
+            return _quiet(self._conn)  # data, or the server closed it: not reusable
+        except (OSError, ValueError):
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(timeout)
+
 
 _Key = tuple[str, str, int]
 _Connection = http.client.HTTPConnection
+
+
+def _quiet(conn: _Connection) -> bool:
+    """Nothing waits to be read on the connection's socket (checked without waiting):
+    neither decrypted TLS bytes nor anything in the socket's buffer."""
+    if conn.sock is None:
+        return False
+    if isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
+        return False
+    try:
+        readable, _, _ = select.select([conn.sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 class WireTransport(httpx.BaseTransport):
@@ -134,9 +173,16 @@ class WireTransport(httpx.BaseTransport):
         return conn
 
     def _take(self, key: _Key) -> _Connection | None:
-        with self._lock:
-            idle = self._idle.get(key)
-            return idle.pop() if idle else None
+        """An idle connection to reuse: one with nothing to read. A byte that arrived
+        while it was idle is no answer to a request not yet sent (or the server closed
+        it): such a connection is closed, never used."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                conn = idle.pop() if idle else None
+            if conn is None or _quiet(conn):
+                return conn
+            conn.close()
 
     def release(self, key: _Key, conn: _Connection) -> None:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import threading
@@ -209,3 +210,25 @@ def test_a_small_blob_gets_small_buffers_and_an_overlong_body_still_fails(serve)
             pytest.raises(IntegrityError, match="longer"),
         ):
             list(verified_chunks(response, "sha256:" + "0" * 64, 10))
+
+
+@pytest.mark.parametrize("when", ["with the answer", "after it"])
+def test_bytes_after_an_answer_never_become_the_next_answer(serve, when):
+    fake = answer(b"FAKE!")  # what an attacker slips in after a complete answer
+
+    def smuggle(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # the client drops the connection: it should
+            while read_request(conn):
+                if when == "with the answer":
+                    conn.sendall(answer(b"real") + fake)
+                else:
+                    conn.sendall(answer(b"real"))
+                    time.sleep(0.2)
+                    conn.sendall(fake)
+
+    server = serve(smuggle)
+    with client() as http:
+        assert http.get(server.url + "/a").content == b"real"
+        time.sleep(0.4)  # the smuggled bytes have arrived
+        assert http.get(server.url + "/b").content == b"real"  # not FAKE!
+    assert server.connections == 2  # the first connection was not reused
