@@ -148,13 +148,14 @@ def consumer_policy(config: Config, account: str | None = None) -> dict[str, Any
 
 def _uses_account(config: Config) -> bool:
     """Whether any statement names the target's account: an ECR target, prune, a config
-    or include in Parameter Store, an event bus given by name."""
+    or include in Parameter Store or S3 (its bucket must be the account's), an event bus
+    given by name."""
     model = config.model
     sources = [
         config.source,
         *([model.daemon.publish_buildspec.output] if model.daemon.publish_buildspec else []),
     ]
-    in_ssm = any(source.startswith("ssm:") for source in sources)
+    in_ssm = any(source.startswith(("ssm:", "s3://")) for source in sources)
     bus = any(
         s.eventbridge is not None and not s.eventbridge.bus.startswith("arn:") for s in model.events
     )
@@ -246,10 +247,22 @@ def _protected_reads(config: Config, account: str, region: str) -> list[dict[str
         ("PruneProtectParameters", "ssm:GetParameter", parameters),
     ):
         if arns:
+            statement = {
+                "Sid": sid,
+                "Effect": "Allow",
+                "Action": [action],
+                "Resource": sorted(arns),
+            }
             statements.append(
-                {"Sid": sid, "Effect": "Allow", "Action": [action], "Resource": sorted(arns)}
+                _owned_buckets(statement, account) if action.startswith("s3:") else statement
             )
     return statements
+
+
+def _owned_buckets(statement: dict[str, Any], account: str) -> dict[str, Any]:
+    """An S3 statement only for buckets of `account`: a bucket of the same name in another
+    account (someone registered it) is not covered."""
+    return {**statement, "Condition": {"StringEquals": {"s3:ResourceAccount": account}}}
 
 
 def _pins_in_use_statement() -> dict[str, Any]:
@@ -335,7 +348,8 @@ def _config_statements(config: Config, account: str, region: str) -> list[dict[s
             action = "s3:PutObject" if writes else "s3:GetObject"
         else:
             action = "ssm:PutParameter" if writes else "ssm:GetParameter"
-        statements.append({"Sid": sid, "Effect": "Allow", "Action": [action], "Resource": arn})
+        statement = {"Sid": sid, "Effect": "Allow", "Action": [action], "Resource": arn}
+        statements.append(_owned_buckets(statement, account) if service == "s3" else statement)
     return statements
 
 

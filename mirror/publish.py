@@ -19,6 +19,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from mirror.buildspec import BEGIN_MARK, END_MARK, compressed
+from mirror.config.source import bucket_owner
 from mirror.errors import ConfigError, MirrorError, aws_hint
 from mirror.files import atomic_write
 from mirror.output import say
@@ -107,7 +108,11 @@ def _publish(text: str, destination: str | None, fmt: str | None) -> str:
         if not bucket or not key:
             raise ConfigError(f"--output {destination}: write s3://BUCKET/KEY")
         boto3.client("s3").put_object(
-            Bucket=bucket, Key=key, Body=text.encode(), ContentType="text/plain"
+            Bucket=bucket,
+            Key=key,
+            Body=text.encode(),
+            ContentType="text/plain",
+            ExpectedBucketOwner=bucket_owner(),
         )
         return destination
     if destination.startswith("ssm:"):

@@ -7,12 +7,22 @@ every pass, so a changed config takes effect without a new deployment. The same
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 from mirror.errors import ConfigError
 
-__all__ = ["config_base_dir", "is_remote", "read_config_text", "remote_resource"]
+__all__ = [
+    "OWNER_ENV",
+    "bucket_owner",
+    "config_base_dir",
+    "is_remote",
+    "read_config_text",
+    "remote_resource",
+]
 
 _HINT = "pass --config PATH, s3://BUCKET/KEY or ssm:/PARAMETER, or set MIRROR_CONFIG"
 
@@ -41,6 +51,36 @@ def config_base_dir(source: str) -> Path:
     return Path.cwd() if is_remote(source) else Path(source).parent
 
 
+OWNER_ENV = "MIRROR_S3_BUCKET_OWNER"
+
+
+def bucket_owner() -> str:
+    """The account every S3 bucket mirror reads or writes must belong to: S3 refuses the
+    request (403) when the bucket is another account's, so a bucket name that someone
+    else registers receives nothing and serves nothing. $MIRROR_S3_BUCKET_OWNER, else the
+    account of the credentials in use (STS answers that without any permission)."""
+    given = os.environ.get(OWNER_ENV, "")
+    if given:
+        if not re.fullmatch(r"\d{12}", given):
+            raise ConfigError(f"{OWNER_ENV}={given!r}: write a 12-digit AWS account id")
+        return given
+    return _caller_account()
+
+
+@functools.cache
+def _caller_account() -> str:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return str(boto3.client("sts").get_caller_identity()["Account"])
+    except (BotoCoreError, ClientError) as exc:
+        raise ConfigError(
+            f"cannot tell which account the S3 bucket must belong to: {exc}",
+            hint=f"set {OWNER_ENV} to the bucket owner's account id",
+        ) from None
+
+
 def read_config_text(source: str) -> str:
     resource = remote_resource(source)
     if resource is None:
@@ -54,7 +94,9 @@ def read_config_text(source: str) -> str:
 
     try:
         if service == "s3":
-            body: Any = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+            body: Any = boto3.client("s3").get_object(
+                Bucket=bucket, Key=key, ExpectedBucketOwner=bucket_owner()
+            )["Body"]
             return str(body.read().decode())
         answer = boto3.client("ssm").get_parameter(Name=key, WithDecryption=True)
         return str(answer["Parameter"]["Value"])

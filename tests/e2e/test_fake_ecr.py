@@ -67,3 +67,19 @@ def test_blob_mounting_is_off_until_it_is_turned_on(aws):
     assert client.get_account_setting(name="BLOB_MOUNTING")["value"] == "ENABLED"
     with pytest.raises(ClientError):
         client.put_account_setting(name="BLOB_MOUNTING", value="SOMETIMES")
+
+
+def test_the_test_s3_refuses_a_request_for_another_accounts_bucket(aws):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="builds")
+    s3.put_object(Bucket="builds", Key="k", Body=b"x", ExpectedBucketOwner="123456789012")
+    for call in (
+        lambda: s3.put_object(
+            Bucket="builds", Key="k", Body=b"y", ExpectedBucketOwner="999988887777"
+        ),
+        lambda: s3.get_object(Bucket="builds", Key="k", ExpectedBucketOwner="999988887777"),
+    ):
+        with pytest.raises(ClientError) as refused:
+            call()
+        assert refused.value.response["Error"]["Code"] in ("AccessDenied", "403")
+    assert s3.get_object(Bucket="builds", Key="k")["Body"].read() == b"x"

@@ -584,3 +584,29 @@ def test_idle_connections_from_one_address_cannot_shut_out_the_containers_health
         for sock in crowd:
             sock.close()
         server.stop()
+
+
+def test_a_bucket_of_another_account_receives_no_include_and_serves_no_config(
+    aws, target, write_config, mirror, tmp_path, monkeypatch, capsys
+):
+    import boto3
+
+    from mirror.cli import main
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="builds")  # in moto's account, 123456789012
+    config = write_config(target, "- nginx:1.16")
+    s3.put_object(Bucket="builds", Key="mirror.yaml", Body=config.read_bytes())
+    # As if someone else had registered the bucket name: it is not this account's.
+    monkeypatch.setenv("MIRROR_S3_BUCKET_OWNER", "999988887777")
+
+    read = main(["validate", "--config", "s3://builds/mirror.yaml"])
+    read_error = capsys.readouterr().err
+    published = mirror(
+        "buildspec", "--format", "script", "--output", "s3://builds/pull.sh", config=config
+    )
+
+    assert read == 2 and "AccessDenied" in read_error
+    assert published.code == 1 and "AccessDenied" in published.err
+    listed = s3.list_objects_v2(Bucket="builds").get("Contents", [])
+    assert [o["Key"] for o in listed] == ["mirror.yaml"]  # no include was written there

@@ -214,12 +214,37 @@ def _teach_moto_ecr_account_settings() -> None:
     ECRResponse.put_account_setting = put_account_setting  # type: ignore[attr-defined]
 
 
+def _teach_moto_s3_expected_owner() -> None:
+    """moto ignores ExpectedBucketOwner. S3 refuses the request with 403 AccessDenied when
+    the bucket belongs to another account (S3 user guide, "Verifying bucket ownership with
+    bucket owner condition"); every object request is checked here as S3 checks it."""
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response, "expected_owner_taught", False):
+        return
+    handle = S3Response._key_response
+
+    def checked(self: Any, request: Any, full_url: str) -> Any:
+        expected = request.headers.get("x-amz-expected-bucket-owner")
+        if expected is not None and expected != self.current_account:
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+                "<Message>Access Denied</Message></Error>"
+            )
+            return 403, {"Content-Type": "application/xml"}, body
+        return handle(self, request, full_url)
+
+    S3Response._key_response = checked  # type: ignore[method-assign]
+    S3Response.expected_owner_taught = True
+
+
 @contextmanager
 def moto_server() -> Iterator[str]:
     """moto in server mode on 127.0.0.1; yields its endpoint URL."""
     _teach_moto_ecr_lifecycle_rules()
     _teach_moto_ecr_tag_rules()
     _teach_moto_ecr_account_settings()
+    _teach_moto_s3_expected_owner()
     teach_moto_alarms()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
