@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.reader import ReaderError
 
 from mirror.config.model import ArtifactSettings, ImageSpec, MirrorConfig, TagRule
 from mirror.config.source import config_base_dir, read_config_text
@@ -246,6 +247,14 @@ def load_config(source: str | Path) -> Config:
     text = read_config_text(path)
     try:
         tree = YAML(typ="rt").load(text)
+    except ReaderError as exc:  # a control character YAML does not allow (a NUL, say)
+        line = text[: exc.position].count("\n") + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1])
+        raise ConfigError(
+            f"{path}:{line}: character #x{code:04x} is not allowed in YAML",
+            hint="remove it: control characters other than tab and newline cannot appear "
+            "in a config",
+        ) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1

@@ -19,6 +19,7 @@ __all__ = [
     "OWNER_ENV",
     "bucket_owner",
     "config_base_dir",
+    "config_text",
     "is_remote",
     "read_config_text",
     "remote_resource",
@@ -81,11 +82,26 @@ def _caller_account() -> str:
         ) from None
 
 
+def config_text(source: str, raw: bytes) -> str:
+    """A config's bytes as text: UTF-8, or a ConfigError naming the line of the first byte
+    that is not (a daemon keeps its last good config on a ConfigError, and a command
+    exits 2)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{source}:{line}: byte 0x{raw[exc.start]:02x} at column {column} is not UTF-8 text",
+            hint="save the config as UTF-8; a binary file or another encoding cannot be read",
+        ) from None
+
+
 def read_config_text(source: str) -> str:
     resource = remote_resource(source)
     if resource is None:
         try:
-            return Path(source).read_text()
+            return config_text(source, Path(source).read_bytes())
         except OSError as exc:
             raise ConfigError(f"cannot read config {source}: {exc.strerror}", hint=_HINT) from None
     service, bucket, key = resource
@@ -97,7 +113,7 @@ def read_config_text(source: str) -> str:
             body: Any = boto3.client("s3").get_object(
                 Bucket=bucket, Key=key, ExpectedBucketOwner=bucket_owner()
             )["Body"]
-            return str(body.read().decode())
+            return config_text(source, body.read())
         answer = boto3.client("ssm").get_parameter(Name=key, WithDecryption=True)
         return str(answer["Parameter"]["Value"])
     except ClientError as exc:

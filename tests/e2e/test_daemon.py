@@ -79,8 +79,17 @@ def test_sigterm_during_a_large_upload_exits_in_grace_and_leaves_no_broken_tag(
     skopeo.copy_all_verifies(target.host, f"{HUB_PREFIX}/big:1")
 
 
+@pytest.mark.parametrize(
+    ("garble", "said"),
+    [
+        (lambda text: text.replace("images:", "imagez:").encode(), "unknown key 'imagez'"),
+        (lambda text: text.encode().replace(b"nginx", b"ng\xffinx"), "is not UTF-8 text"),
+        (lambda text: text.encode().replace(b"nginx", b"ng\x00inx"), "#x0000 is not allowed"),
+    ],
+    ids=["an unknown key", "a byte that is not UTF-8", "a NUL"],
+)
 def test_a_config_broken_while_running_keeps_the_last_good_one(
-    hub, target, seeder, write_config, daemon_for
+    hub, target, seeder, write_config, daemon_for, garble, said
 ):
     seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
     port = free_port()
@@ -89,10 +98,11 @@ def test_a_config_broken_while_running_keeps_the_last_good_one(
     wait_for(lambda: daemon.health()["passes"] >= 1)
     good = config.read_text()
 
-    config.write_text(good.replace("images:", "imagez:"))
+    config.write_bytes(garble(good))
     health = wait_for(lambda: daemon.health() if daemon.health()["config_error"] else None)
 
-    assert "unknown key 'imagez'" in str(health["config_error"])  # type: ignore[index]
+    assert said in str(health["config_error"])  # type: ignore[index]
+    assert f"{config}:" in str(health["config_error"])  # type: ignore[index]  # file, line
     passes = daemon.health()["passes"]
     wait_for(lambda: daemon.health()["passes"] > passes)  # still syncing, last good config
     assert "mirror_config_errors_total" in daemon.metrics()

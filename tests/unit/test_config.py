@@ -316,3 +316,24 @@ def test_another_ecr_registry_can_be_cached_with_a_role(tmp_path):
     assert settings.role_arn == "arn:aws:iam::123456789012:role/mirror-upstream"
     error = error_of(tmp_path, ECR_UPSTREAM.replace("ROLE\n", ""))
     assert "with an IAM role it assumes: add role_arn" in error
+
+
+@pytest.mark.parametrize(
+    ("garbled", "expected"),
+    [
+        (GOOD.encode().replace(b"nginx", b"ng\xffinx"), "mirror.yaml:8: byte 0xff at column 7"),
+        (GOOD.encode().replace(b"nginx", b"ng\x00inx"), "mirror.yaml:8: character #x0000"),
+    ],
+    ids=["not UTF-8", "a NUL"],
+)
+def test_a_garbled_config_is_a_config_error_naming_the_line_and_exit_2(
+    tmp_path, capsys, garbled, expected
+):
+    path = tmp_path / "mirror.yaml"
+    path.write_bytes(garbled)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert expected in str(caught.value)
+    assert main(["validate", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "internal error" not in err
