@@ -9,7 +9,6 @@ mirrored makes the lock incomplete, so it is not written at all.
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import httpx
 from mirror.buildspec import Pull, local_names, replica_registries
 from mirror.config import Config
 from mirror.errors import ConfigError, MirrorError, printable
-from mirror.oci.grammar import is_aws_region, is_digest, is_host
+from mirror.oci.grammar import ecr_registry_region, is_aws_region, is_digest, is_host
 from mirror.oci.reference import Reference, parse_reference
 from mirror.sync import resolve_jobs
 from mirror.wiring import Clients, target_registry_name
@@ -122,10 +121,6 @@ def read_lock(path: Path) -> dict[str, Any]:
     return lock
 
 
-# What ECR's login and the include's Region parsing expect of a host (ecr.ecr_host).
-_ECR_HOST = re.compile(r"\d{12}\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?", re.ASCII)
-
-
 def check_lock_hosts(lock: dict[str, Any], config: Config, path: Path) -> None:
     """A lock is a file in an application repository: anyone who can open a pull request
     can change it. The include logs in to and pulls from its hosts, so they must be the
@@ -139,8 +134,7 @@ def check_lock_hosts(lock: dict[str, Any], config: Config, path: Path) -> None:
         if registry != target_registry_name(config):
             raise ConfigError(f"{path}: registry {registry} is not the config's target", hint=hint)
     else:
-        match = _ECR_HOST.fullmatch(registry)
-        if match is None or match["region"] != (target.region or ""):
+        if ecr_registry_region(registry) != (target.region or ""):
             raise ConfigError(
                 f"{path}: registry {registry} is not an ECR registry in {target.region}",
                 hint=hint,

@@ -22,6 +22,7 @@ import structlog
 from mirror.config.model import RepositorySettings
 from mirror.ecr import AwsError, Refusals, call_aws
 from mirror.oci.auth import Credentials
+from mirror.oci.grammar import ecr_registry_region
 from mirror.oci.reference import registry_alias
 from mirror.partitions import partition
 from mirror.templates import creation_template, ensure_template
@@ -62,15 +63,11 @@ _SUPPORTED = {
 }
 
 
-# Another private ECR registry (any account, any Region): ECR pulls with an IAM role.
-_ECR_RE = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
-
-
 def ptc_upstream(host: str) -> CacheableUpstream | None:
     """ECR's name for `host` as a pull-through-cache upstream, or None if it has none."""
     if host.endswith(".azurecr.io"):
         return CacheableUpstream("azure-container-registry", host, True)
-    if _ECR_RE.match(host):
+    if ecr_registry_region(host):  # another private ECR registry: ECR pulls with a role
         return CacheableUpstream("ecr", host, False)
     return _SUPPORTED.get(host)
 

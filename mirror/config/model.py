@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from mirror.durations import parse_duration
 from mirror.errors import MirrorError
-from mirror.oci.grammar import is_aws_region, is_tag
+from mirror.oci.grammar import ecr_registry_region, is_aws_region, is_tag
 from mirror.oci.limits import Timeouts
 from mirror.oci.reference import parse_reference
 from mirror.oci.types import Platform
@@ -54,7 +54,6 @@ __all__ = [
 
 DEFAULT_EVERY = "6h"
 _PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
-_ECR_HOST_RE = re.compile(r"\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?", re.ASCII)
 _HOST_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?$")
 
 
@@ -362,7 +361,7 @@ class TargetSettings(Section):
                 "replicate_to needs a repository_prefix: ECR replicates the repositories "
                 "whose names start with it, and with none it would replicate every one"
             )
-        if self.registry and not _ECR_HOST_RE.fullmatch(self.registry) and self.kind == "ecr":
+        if self.registry and not ecr_registry_region(self.registry) and self.kind == "ecr":
             raise ValueError("write the ECR registry as ACCOUNT.dkr.ecr.REGION.amazonaws.com")
         return self
 

@@ -15,6 +15,7 @@ from mirror.errors import InvalidUpstreamDataError, printable
 
 __all__ = [
     "DIGEST_HEX_LENGTHS",
+    "ecr_registry_region",
     "is_aws_region",
     "is_digest",
     "is_host",
@@ -53,6 +54,19 @@ def is_digest(text: str) -> bool:
 
 
 _AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", re.ASCII)
+
+
+# A private ECR registry: `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`.
+_ECR_HOST = re.compile(
+    r"(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?",
+    re.ASCII,
+)
+
+
+def ecr_registry_region(host: str) -> str | None:
+    """The Region of a private ECR registry host; None for any other host."""
+    match = _ECR_HOST.fullmatch(host)
+    return match["region"] if match else None
 
 
 def is_aws_region(text: str) -> bool:
