@@ -298,11 +298,16 @@ class Clients:
         return Upstream(registry, members)
 
     def _token_client(self) -> httpx.Client:
+        """The token realm's client: on the wire too, so the realm is connected to at the
+        address that was judged."""
+        hooks = {"response": [refuse_forbidden_redirect, bound_unasked_body]}
+        wire = None if proxy_configured() else WireTransport(self._tls)
         client = httpx.Client(
             timeout=self.timeouts.httpx(),
             headers=_HEADERS,
             verify=self._tls,
-            event_hooks={"response": [refuse_forbidden_redirect, bound_unasked_body]},
+            event_hooks=hooks,
+            transport=wire,
         )
         self._http.append(client)
         return client
@@ -336,13 +341,21 @@ class Clients:
             "event_hooks": hooks,
             "verify": self._tls,
         }
-        http = httpx.Client(limits=limits, **settings)
-        self._http.append(http)
-        data = http  # blob bodies: the lean wire, unless a proxy is in the way
-        if not proxy_configured():
-            wire = WireTransport(self._tls, keep=self._pool_size)
-            data = httpx.Client(transport=wire, **settings)
-            self._http.append(data)
+        # Every request on the lean wire (mirror/oci/wire.py), unless a proxy is in the
+        # way: it connects to the address it judged, and reuses a connection only when
+        # nothing unread waits on it. Blob bodies get a client of their own, with a pool
+        # of their own, so a long copy never holds up a manifest request.
+        if proxy_configured():
+            http = data = httpx.Client(limits=limits, **settings)
+            self._http.append(http)
+        else:
+            http = httpx.Client(
+                transport=WireTransport(self._tls, keep=self._pool_size), **settings
+            )
+            data = httpx.Client(
+                transport=WireTransport(self._tls, keep=self._pool_size), **settings
+            )
+            self._http += [http, data]
         return RegistryClient(
             http,
             url,

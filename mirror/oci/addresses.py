@@ -18,7 +18,7 @@ import httpx
 
 from mirror.errors import InvalidUpstreamDataError, printable
 
-__all__ = ["refuse_forbidden_redirect", "refused_host"]
+__all__ = ["refuse_forbidden_redirect", "refused_address", "refused_host"]
 
 # Cloud instance-metadata endpoints (IMDS, ECS task metadata, GCE).
 METADATA_ADDRESSES = frozenset(
@@ -29,7 +29,8 @@ METADATA_NAMES = frozenset({"metadata.google.internal", "instance-data"})
 _NUMERIC_RE = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]*))*\.?$")
 
 
-def _refused_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+def refused_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why no request may go to `address`; None when it may."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address in METADATA_ADDRESSES:
@@ -47,7 +48,7 @@ def refused_host(host: str, *, resolve: bool = True) -> str | None:
     if host in METADATA_NAMES:
         return "an instance-metadata address"
     try:
-        return _refused_address(ipaddress.ip_address(host))
+        return refused_address(ipaddress.ip_address(host))
     except ValueError:
         pass
     if _NUMERIC_RE.match(host):
@@ -59,7 +60,7 @@ def refused_host(host: str, *, resolve: bool = True) -> str | None:
     except (OSError, UnicodeError):
         return None
     for *_, sockaddr in found:
-        reason = _refused_address(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]))
+        reason = refused_address(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]))
         if reason is not None:
             return f"{reason} (what {host} resolves to)"
     return None

@@ -1,4 +1,4 @@
-"""The lean wire under a blob copy's two streaming requests (upstream GET, target PUT).
+"""The lean wire under every registry request: blobs, manifests, listings, tokens.
 
 httpx over httpcore and h11 spends more CPU than the SHA-256 of the bytes themselves: it
 reads 64 KiB at a time, runs h11's state machine per read, sets a socket timeout per read
@@ -12,6 +12,11 @@ and errors; only the bytes move here. A response offers `readinto` through
 `response.extensions[READINTO]` so the copier can fill reusable buffers and hash them in
 place, and a request body of memoryviews goes to `sendall` as it is. Timeouts are set once
 per phase (connect, send, receive), not per read. Connections are kept alive per origin.
+
+Being ours, it also holds the trust boundary at the socket: a name is resolved once and
+connected to only at an address mirror.oci.addresses allows (so a name cannot pass the
+check under one address and be used under another), and a connection is reused only when
+nothing unread waits on it (so bytes after an answer never become the next answer).
 Behind a proxy (HTTP(S)_PROXY/ALL_PROXY in the environment) httpx's own transport is used
 instead, as it knows the proxy rules.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
 import os
 import select
 import socket
@@ -29,6 +35,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+
+from mirror.errors import InvalidUpstreamDataError
+from mirror.oci.addresses import refused_address, refused_host
 
 __all__ = ["READINTO", "WireTransport", "proxy_configured"]
 
@@ -129,6 +138,36 @@ _Key = tuple[str, str, int]
 _Connection = http.client.HTTPConnection
 
 
+def _open_checked(host: str, port: int, timeout: float | None) -> socket.socket:
+    """A TCP connection to the first address of `host` that mirror.oci.addresses allows;
+    InvalidUpstreamDataError when it allows none (nothing is sent to any of them)."""
+    reason = refused_host(host, resolve=False)  # metadata names, numeric spellings
+    if reason is not None:
+        raise InvalidUpstreamDataError(f"{host}: {reason}: not connected")
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    allowed = []
+    for family, kind, proto, _, address in found:
+        judged = refused_address(ipaddress.ip_address(str(address[0]).split("%", 1)[0]))
+        if judged is None:
+            allowed.append((family, kind, proto, address))
+        else:
+            reason = judged
+    if not allowed:
+        raise InvalidUpstreamDataError(f"{host} resolves to {reason}: not connected")
+    last: OSError | None = None
+    for family, kind, proto, address in allowed:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    assert last is not None
+    raise last
+
+
 def _quiet(conn: _Connection) -> bool:
     """Nothing waits to be read on the connection's socket (checked without waiting):
     neither decrypted TLS bytes nor anything in the socket's buffer."""
@@ -153,6 +192,10 @@ class WireTransport(httpx.BaseTransport):
 
     # --- connections -----------------------------------------------------------------
     def _connect(self, key: _Key, timeout: float | None) -> _Connection:
+        """A new connection to the address that was judged: the name is resolved once,
+        every address is held to mirror.oci.addresses, and the socket goes to one that
+        passed, so a name cannot resolve to one address when checked and another when
+        used. TLS still verifies the certificate for the name."""
         scheme, host, port = key
         conn: _Connection
         if scheme == "https":
@@ -163,12 +206,15 @@ class WireTransport(httpx.BaseTransport):
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
-            conn.connect()
+            raw = _open_checked(host, port, timeout)
+            if scheme == "https":
+                conn.sock = context.wrap_socket(raw, server_hostname=host)
+            else:
+                conn.sock = raw
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from exc
-        assert conn.sock is not None
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 

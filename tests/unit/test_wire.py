@@ -232,3 +232,35 @@ def test_bytes_after_an_answer_never_become_the_next_answer(serve, when):
         time.sleep(0.4)  # the smuggled bytes have arrived
         assert http.get(server.url + "/b").content == b"real"  # not FAKE!
     assert server.connections == 2  # the first connection was not reused
+
+
+def test_a_name_is_connected_to_only_at_an_address_that_was_judged(serve, monkeypatch):
+    """The name resolves once; an instance-metadata address among its answers is never
+    connected to, and a name with only forbidden addresses gets no connection at all."""
+    import mirror.oci.wire as wire
+    from mirror.errors import InvalidUpstreamDataError
+
+    server = serve(always(b"hello"))
+    tried: list[object] = []
+
+    class Recording(socket.socket):
+        def connect(self, address):  # type: ignore[override]
+            tried.append(address)
+            if str(address[0]).startswith("169.254."):
+                raise AssertionError("a connection to the metadata service was attempted")
+            return super().connect(address)
+
+    def resolve(host, port, *_args, **_kwargs):
+        answers = [("169.254.169.254", port)]
+        if host == "mixed.test":
+            answers.append(("127.0.0.1", port))
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", a) for a in answers]
+
+    monkeypatch.setattr(wire.socket, "socket", Recording)
+    monkeypatch.setattr(wire.socket, "getaddrinfo", resolve)
+    with client() as http:
+        assert http.get(f"http://mixed.test:{server.port}/a").content == b"hello"
+        with pytest.raises(InvalidUpstreamDataError) as refused:
+            http.get(f"http://metadata-only.test:{server.port}/a")
+    assert tried == [("127.0.0.1", server.port)]
+    assert "instance-metadata" in str(refused.value) and "not connected" in str(refused.value)
