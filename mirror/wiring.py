@@ -14,7 +14,7 @@ from mirror.config.model import RegistrySettings, SecretCredentials
 from mirror.credentials import resolve_credentials
 from mirror.ecr import Ecr, Refusals, RefusedSetting, call_aws, ecr_host
 from mirror.errors import ConfigError
-from mirror.oci.addresses import refuse_forbidden_redirect
+from mirror.oci.addresses import redirect_guard
 from mirror.oci.auth import Credentials, RefreshingBasicAuth, RegistryAuth
 from mirror.oci.breaker import Breaker
 from mirror.oci.client import RegistryClient
@@ -300,8 +300,9 @@ class Clients:
     def _token_client(self) -> httpx.Client:
         """The token realm's client: on the wire too, so the realm is connected to at the
         address that was judged."""
-        hooks = {"response": [refuse_forbidden_redirect, bound_unasked_body]}
-        wire = None if proxy_configured() else WireTransport(self._tls)
+        proxied = proxy_configured()
+        hooks = {"response": [redirect_guard(resolve=proxied), bound_unasked_body]}
+        wire = None if proxied else WireTransport(self._tls)
         client = httpx.Client(
             timeout=self.timeouts.httpx(),
             headers=_HEADERS,
@@ -323,12 +324,13 @@ class Clients:
         *,
         breaker: Breaker,
     ) -> RegistryClient:
+        proxied = proxy_configured()  # no proxy: the wire judges addresses at connect
         limits = httpx.Limits(
             max_connections=self._pool_size, max_keepalive_connections=self._pool_size
         )
         hooks = {
             "response": [
-                refuse_forbidden_redirect,
+                redirect_guard(resolve=proxied),
                 bound_unasked_body,
                 *([observe.observe] if observe else []),
             ]
@@ -345,7 +347,7 @@ class Clients:
         # way: it connects to the address it judged, and reuses a connection only when
         # nothing unread waits on it. Blob bodies get a client of their own, with a pool
         # of their own, so a long copy never holds up a manifest request.
-        if proxy_configured():
+        if proxied:
             http = data = httpx.Client(limits=limits, **settings)
             self._http.append(http)
         else:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import ipaddress
 import os
 import select
 import socket
@@ -37,7 +36,7 @@ from typing import Any
 import httpx
 
 from mirror.errors import InvalidUpstreamDataError
-from mirror.oci.addresses import refused_address, refused_host
+from mirror.oci.addresses import judged_answers, refused_host
 
 __all__ = ["READINTO", "WireTransport", "proxy_configured"]
 
@@ -144,16 +143,9 @@ def _open_checked(host: str, port: int, timeout: float | None) -> socket.socket:
     reason = refused_host(host, resolve=False)  # metadata names, numeric spellings
     if reason is not None:
         raise InvalidUpstreamDataError(f"{host}: {reason}: not connected")
-    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    allowed = []
-    for family, kind, proto, _, address in found:
-        judged = refused_address(ipaddress.ip_address(str(address[0]).split("%", 1)[0]))
-        if judged is None:
-            allowed.append((family, kind, proto, address))
-        else:
-            reason = judged
+    allowed, refused = judged_answers(host, port)
     if not allowed:
-        raise InvalidUpstreamDataError(f"{host} resolves to {reason}: not connected")
+        raise InvalidUpstreamDataError(f"{host} resolves to {refused}: not connected")
     last: OSError | None = None
     for family, kind, proto, address in allowed:
         sock = socket.socket(family, kind, proto)

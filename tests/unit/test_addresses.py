@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from mirror.errors import InvalidUpstreamDataError
-from mirror.oci.addresses import refuse_forbidden_redirect, refused_host
+from mirror.oci.addresses import redirect_guard, refused_host
 from mirror.oci.auth import check_realm
 
 METADATA_SPELLINGS = [
@@ -57,5 +57,20 @@ def test_a_redirect_to_the_metadata_service_is_not_followed():
         307, headers={"Location": "http://2852039166/latest/meta-data/"}, request=request
     )
     with pytest.raises(InvalidUpstreamDataError) as refused:
-        refuse_forbidden_redirect(response)
+        redirect_guard(resolve=True)(response)
     assert "not followed" in str(refused.value)
+
+
+def test_on_the_wire_a_redirect_to_a_name_costs_no_lookup_of_its_own(monkeypatch):
+    """The wire resolves and judges at connect; the guard in front of it only reads."""
+
+    def no_lookup(*_args, **_kwargs):
+        raise AssertionError("looked up")
+
+    monkeypatch.setattr("socket.getaddrinfo", no_lookup)
+    request = httpx.Request("GET", "http://127.0.0.1:5000/v2/library/nginx/blobs/sha256:aa")
+    to_cdn = httpx.Response(307, headers={"Location": "https://cdn.test/x"}, request=request)
+    redirect_guard(resolve=False)(to_cdn)  # followed; the transport judges cdn.test
+    to_number = httpx.Response(307, headers={"Location": "http://2852039166/"}, request=request)
+    with pytest.raises(InvalidUpstreamDataError):
+        redirect_guard(resolve=False)(to_number)
