@@ -200,7 +200,7 @@ class ArtifactCopier:
                 continue
             manifest = self._copier.pull(upstream, source, up.digest or None, legacy, result)
             self._copier.copy_content(job, upstream, manifest, result)
-            self._target.put_manifest(target, legacy, manifest)
+            self._copier.put_manifest(target, legacy, manifest)
             result.manifests_pushed += 1
             copied.append(f"{kind} {legacy}")
         return copied
@@ -211,7 +211,7 @@ class ArtifactCopier:
         """The upstream's fallback index as it is (same digest) when every referrer was
         wanted; else one listing only the ones copied."""
         if len(chosen) == len(index.children):
-            self._target.put_manifest(repository, tag, index)
+            self._copier.put_manifest(repository, tag, index)
         elif chosen:
             self._put_index(repository, tag, [d.raw for d in chosen])
 
@@ -234,4 +234,4 @@ class ArtifactCopier:
         }
         raw = json.dumps(body, indent=3).encode()
         index = Manifest(OCI_INDEX, raw, sha256_digest(raw), body)
-        self._target.put_manifest(repository, tag, index)
+        self._copier.put_manifest(repository, tag, index)

@@ -9,9 +9,10 @@ held back until the check passes, so the target can never commit bad bytes.
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,7 +21,13 @@ import httpx
 import structlog
 
 from mirror import progress
-from mirror.errors import IntegrityError
+from mirror.errors import (
+    DownloadCutError,
+    IntegrityError,
+    RegistryError,
+    is_retryable,
+    printable,
+)
 from mirror.oci.client import RegistryClient
 from mirror.oci.grammar import require_digest
 from mirror.oci.limits import check_deadline
@@ -30,14 +37,21 @@ from mirror.retry import RetryPolicy
 from mirror.threads import ContextPool
 from mirror.upstream import Upstream
 
-__all__ = ["BlobCopier", "BlobOutcome", "verified_chunks"]
+__all__ = ["BlobCopier", "BlobOutcome", "response_chunks", "upstream_chunks", "verified_chunks"]
 
 log = structlog.get_logger(__name__)
 
-CHUNK_SIZE = 256 * 1024  # httpx's transport
 WIRE_CHUNK_SIZE = 1024 * 1024  # the lean wire's buffers: two per blob in flight
 PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 PROGRESS_EVERY_SECONDS = 5.0
+# Resuming a cut download (containers/image's docker/body_reader.go reconnects after 1 MiB
+# of progress, about a second apart).
+MIN_RESUME_PROGRESS = 1024 * 1024
+STALLED_RESUMES = 3
+RESUME_PAUSE_SECONDS = (0.5, 1.0)
+# A body cut part-way: closed or reset, or silent past the read timeout; on a reconnect,
+# a refused connection or a registry's transient error too.
+RESUMABLE = (httpx.TransportError, RegistryError)
 
 
 class BlobOutcome(StrEnum):
@@ -50,7 +64,7 @@ ProgressFn = Callable[[int], None]
 
 
 def verified_chunks(
-    response: httpx.Response, digest: str, size: int, progress: ProgressFn | None = None
+    chunks: Iterable[bytes | memoryview], digest: str, size: int, progress: ProgressFn | None = None
 ) -> Iterator[bytes | memoryview]:
     """Yield a blob's bytes, raising IntegrityError before the last chunk if they are wrong.
 
@@ -64,7 +78,7 @@ def verified_chunks(
     hasher = hashlib.new(algorithm)
     received = 0
     held: bytes | memoryview | None = None
-    for chunk in _chunks(response, size):
+    for chunk in chunks:
         received += len(chunk)
         if received > size:
             raise IntegrityError(
@@ -88,10 +102,19 @@ def verified_chunks(
         yield held
 
 
-def _chunks(response: httpx.Response, size: int) -> Iterator[bytes | memoryview]:
+def response_chunks(
+    response: httpx.Response, size: int, skip: int = 0
+) -> Iterator[bytes | memoryview]:
+    """A body's raw bytes after its first `skip`, a socket read at a time."""
     readinto = response.extensions.get(READINTO)
     if readinto is None:  # httpx's own transport (behind a proxy)
-        yield from response.iter_raw(CHUNK_SIZE)
+        # As they arrive, not gathered: bytes held back when a connection drops would be
+        # fetched again on the resume.
+        for chunk in response.iter_raw():
+            dropped = min(skip, len(chunk))
+            skip -= dropped
+            if dropped < len(chunk):
+                yield chunk[dropped:]
         return
     # Two buffers: one is being sent while the other fills. A small blob (a config, an
     # empty layer) gets small ones; a body longer than declared still streams, and fails.
@@ -103,8 +126,64 @@ def _chunks(response: httpx.Response, size: int) -> Iterator[bytes | memoryview]
         count = readinto(view)
         if not count:
             return
-        yield view[:count]
+        dropped = min(skip, count)
+        skip -= dropped
+        if dropped == count:
+            continue  # skipped bytes: this buffer was never handed out
+        yield view[dropped:count]
         turn ^= 1
+
+
+def upstream_chunks(
+    upstream: Upstream, repository: str, digest: str, size: int
+) -> Generator[bytes | memoryview, None, None]:
+    """A blob's bytes from upstream, in order, over as many connections as it takes.
+
+    A CDN that cuts a large blob part-way (registry.k8s.io's, mcr's for 4 GB Windows
+    layers) is asked again from the byte it stopped at (Range), the way containers/image
+    resumes, so the same target upload and the same hash go on. A connection that brought
+    at least MIN_RESUME_PROGRESS earns another; STALLED_RESUMES in a row that brought less
+    end it with an error naming the upstream. The image's deadline bounds it all."""
+    received = 0
+    served_by: httpx.URL | None = None
+    stalled = resumes = 0
+    while True:
+        started_at, reading = received, False
+        try:
+            with upstream.open_blob(repository, digest, offset=received, at=served_by) as body:
+                reading, served_by = True, body.url
+                skip = received if body.status_code == 200 else 0
+                for chunk in response_chunks(body, size, skip):
+                    received += len(chunk)
+                    yield chunk
+            if received >= size:
+                return
+            cut: Exception = httpx.RemoteProtocolError(f"the body ended at byte {received}")
+        except RESUMABLE as exc:
+            if not reading and not resumes:
+                raise  # the first request failed: the copy is retried as a whole
+            if isinstance(exc, RegistryError) and not is_retryable(exc):
+                raise
+            cut = exc
+        stalled = 0 if received - started_at >= MIN_RESUME_PROGRESS else stalled + 1
+        if stalled > STALLED_RESUMES:
+            raise DownloadCutError(
+                f"{upstream.registry}: blob {digest}: the download was cut at byte {received} "
+                f"of {size} after {resumes} reconnects ({printable(str(cut), limit=200)})",
+                hint="the upstream or its CDN keeps dropping the connection; the next pass "
+                "tries again",
+            ) from cut
+        resumes += 1
+        log.info(
+            "blob_resumed",
+            registry=upstream.registry,
+            digest=digest,
+            offset=received,
+            size=size,
+            reconnects=resumes,
+            cause=printable(str(cut), limit=200),
+        )
+        time.sleep(random.uniform(*RESUME_PAUSE_SECONDS))
 
 
 def _progress(descriptor: Descriptor, image: str) -> ProgressFn | None:
@@ -240,8 +319,11 @@ class BlobCopier:
         if location is None:
             log.debug("blob_mounted", digest=blob.digest, repository=target_repo)
             return BlobTransfer(BlobOutcome.MOUNTED)
-        with job.upstream.open_blob(job.source_repo, blob.digest) as response:
-            chunks = verified_chunks(response, blob.digest, blob.size, _progress(blob, job.image))
-            self._target.finish_upload(location, blob.digest, blob.size, chunks)
+        chunks = upstream_chunks(job.upstream, job.source_repo, blob.digest, blob.size)
+        verified = verified_chunks(chunks, blob.digest, blob.size, _progress(blob, job.image))
+        try:
+            self._target.finish_upload(location, blob.digest, blob.size, verified)
+        finally:
+            chunks.close()  # the upstream connection, whatever became of the upload
         log.debug("blob_copied", digest=blob.digest, bytes=blob.size, repository=target_repo)
         return BlobTransfer(BlobOutcome.COPIED, blob.size)

@@ -12,11 +12,12 @@ the run, so the image resumes later without paying twice.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+
+import structlog
 
 from mirror.blobs import BlobCopier, BlobOutcome
 from mirror.config.model import ArtifactSettings
@@ -35,6 +36,12 @@ from mirror.report import Action, ImageResult
 from mirror.upstream import Upstream
 
 __all__ = ["Check", "CopyJob", "ImageCopier", "Staleness"]
+
+log = structlog.get_logger(__name__)
+# What a target that has not caught up with its own uploads answers a manifest that needs
+# them: the blobs, or (an index) the child manifests.
+UNSEEN_CODES = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "MANIFEST_UNKNOWN"})
+UNSEEN_RETRY_SECONDS = (0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -86,8 +93,6 @@ class ImageCopier:
         self._blobs = blobs
         self._prepare = prepare
         self.before_copy: BeforeCopy | None = None
-        self._manifests: dict[str, Manifest] = {}
-        self._lock = threading.Lock()
 
     def check(self, job: CopyJob, upstream: Upstream, result: ImageResult) -> Check:
         """Compare the upstream and target digests without pulling anything. An immutable
@@ -99,7 +104,8 @@ class ImageCopier:
                 result.target_digest = existing.digest
                 result.upstream_checked = False
                 return Check(existing, Staleness.CURRENT)
-        head = upstream.head_manifest(source.repository, source.identifier)
+        head, pulled = upstream.find_manifest(source.repository, source.identifier)
+        result.upstream_manifest_gets += pulled
         if head is None:
             raise NotFoundError(
                 f"{source} not found upstream",
@@ -174,7 +180,7 @@ class ImageCopier:
             return
         top = self.copy_content(job, upstream, manifest, result)
         try:
-            self._target.put_manifest(job.target.repository, job.target.identifier, top)
+            self.put_manifest(job.target.repository, job.target.identifier, top)
         except RegistryError as exc:
             if exc.code == "TAG_INVALID" and "immutable" in exc.message.lower():
                 raise ImmutableTagError(
@@ -198,16 +204,9 @@ class ImageCopier:
         reference: str,
         result: ImageResult,
     ) -> Manifest:
-        """A manifest by digest, from this run's cache or paid for upstream."""
-        if digest:
-            with self._lock:
-                cached = self._manifests.get(digest)
-            if cached is not None:
-                return cached
-        manifest = upstream.get_manifest(repository, digest or reference)
-        result.upstream_manifest_gets += 1
-        with self._lock:
-            self._manifests[manifest.digest] = manifest
+        """A manifest by digest, from this pass's pulls or paid for upstream."""
+        manifest, pulled = upstream.pull(repository, reference, digest)
+        result.upstream_manifest_gets += pulled
         return manifest
 
     def copy_content(
@@ -241,9 +240,30 @@ class ImageCopier:
                 self.copy_child(job, upstream, grandchild, result)
         else:
             self._copy_blobs(job, upstream, manifest, result)
-        self._target.put_manifest(target_repo, child.digest, manifest)
+        self.put_manifest(target_repo, child.digest, manifest)
         result.manifests_pushed += 1
         return True
+
+    def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+        """Push a manifest whose blobs and children this pass has just made sure of in the
+        target. An eventually consistent target may not see them yet and answer
+        MANIFEST_BLOB_UNKNOWN once (openshift/image-registry#220): asked again after a
+        pause, a few times, instead of failing the image until the next pass."""
+        for pause in (*UNSEEN_RETRY_SECONDS, None):
+            try:
+                self._target.put_manifest(repository, reference, manifest)
+                return
+            except RegistryError as exc:
+                if exc.code not in UNSEEN_CODES or pause is None:
+                    raise
+                log.info(
+                    "manifest_push_retried",
+                    repository=repository,
+                    reference=reference,
+                    code=exc.code,
+                    wait_seconds=pause,
+                )
+                time.sleep(pause)
 
     def _copy_blobs(
         self, job: CopyJob, upstream: Upstream, manifest: Manifest, result: ImageResult

@@ -8,13 +8,16 @@
     ├── DeadlineExceededError   a listing or an image took longer than its deadline
     ├── InvalidTargetNameError  a target repository name the grammar cannot hold
     ├── UnavailableError        a registry that keeps refusing connections (the breaker)
+    ├── DownloadCutError        a blob download cut again and again, past its reconnects
     ├── SelectionError          a tag rule or platform list that selects nothing upstream
     ├── UnsupportedError        content mirror does not copy (schema1, unknown media types)
     ├── ImmutableTagError       a tag moved upstream but the target refuses to move it
     └── RegistryError           a registry answered with an error status
         ├── NotFoundError           404 / MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN
         ├── AuthError               401 / 403, or a token request that failed
-        ├── TooManyRequestsError    429 (TOOMANYREQUESTS or a plain throttle)
+        ├── HeadUnsupportedError    a manifest HEAD the registry cannot answer (405, 501,
+        │                           a 404 that is no registry's answer): a GET decides
+        ├── TooManyRequestsError    429: a spent pull quota, or a request throttle
         ├── ServerError             5xx
         └── TokenRealmUnavailableError  the token realm answered 429 or 5xx
 
@@ -33,6 +36,8 @@ __all__ = [
     "BadReferenceError",
     "ConfigError",
     "DeadlineExceededError",
+    "DownloadCutError",
+    "HeadUnsupportedError",
     "ImmutableTagError",
     "IntegrityError",
     "InvalidTargetNameError",
@@ -48,6 +53,7 @@ __all__ = [
     "UnsupportedError",
     "aws_hint",
     "error_from_response",
+    "is_pull_quota",
     "is_retryable",
     "printable",
     "safe_url",
@@ -110,6 +116,13 @@ class UnavailableError(MirrorError):
         self.code = code
 
 
+class DownloadCutError(MirrorError):
+    """A blob download the upstream (or its CDN) kept cutting short, more often than
+    mirror reconnects; the message names the upstream, not the target it was copied to."""
+
+    code = "DOWNLOAD_CUT"
+
+
 class InvalidTargetNameError(MirrorError):
     """An upstream name whose target name would break the grammar (a repository path
     longer than 255 characters once repository_prefix and the alias are added)."""
@@ -164,8 +177,30 @@ class AuthError(RegistryError):
     """Credentials are missing, wrong, or lack the permission asked for."""
 
 
+class HeadUnsupportedError(RegistryError):
+    """A manifest HEAD the registry cannot answer: 405 or 501 (no HEAD route), or a 404
+    that is not a registry's JSON error (Nexus answers HEAD with an HTML page). Only a GET
+    can tell whether the manifest exists."""
+
+
 class TooManyRequestsError(RegistryError):
-    """429: a pull quota (TOOMANYREQUESTS) or a request throttle."""
+    """429. `quota`: a spent pull quota (Docker Hub's `TOOMANYREQUESTS` that comes with
+    rate-limit headers or names the pull rate limit), waited out for the window; otherwise
+    a request throttle (public.ecr.aws's "Rate exceeded", an abuse limit), retried in
+    about a second and paced."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str = "",
+        hint: str = "",
+        retry_after: float | None = None,
+        quota: bool = False,
+    ) -> None:
+        super().__init__(message, status=status, code=code, hint=hint, retry_after=retry_after)
+        self.quota = quota
 
 
 class ServerError(RegistryError):
@@ -220,6 +255,19 @@ def _registry_errors(body: bytes) -> tuple[str, str]:
     return (code if _ERROR_CODE_RE.fullmatch(code) else ""), message
 
 
+def is_pull_quota(code: str, message: str, headers: httpx.Headers) -> bool:
+    """Whether a 429 says a pull quota is spent rather than that requests come too fast.
+
+    Docker documents its pull limit as `TOOMANYREQUESTS` with a message that names the
+    pull rate limit, on answers that carry `ratelimit-*` headers; its separate abuse limit
+    is a plain 429. public.ecr.aws throttles with `TOOMANYREQUESTS: Rate exceeded` and no
+    such headers: a throttle, gone in a second, not a six-hour window."""
+    if code != "TOOMANYREQUESTS" or "rate exceeded" in message.lower():
+        return False
+    advertised = "ratelimit-remaining" in headers or "ratelimit-limit" in headers
+    return advertised or "pull rate limit" in message.lower()
+
+
 # For answers without an error body (every HEAD), the code the body would have carried.
 _DEFAULT_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND"}
 _HINTS = {
@@ -241,6 +289,7 @@ def error_from_response(response: httpx.Response, what: str, body: bytes) -> Reg
     code = code or _DEFAULT_CODES.get(status, "")
     hint = _HINTS.get(status, "")
     cls: type[RegistryError] = RegistryError
+    quota = False
     if status == 404:
         cls = NotFoundError
     elif status == 401 and response.request.headers.get("authorization", "").startswith("Bearer "):
@@ -255,13 +304,19 @@ def error_from_response(response: httpx.Response, what: str, body: bytes) -> Reg
         cls = AuthError
     elif status == 429:
         cls = TooManyRequestsError
+        quota = is_pull_quota(code, detail, response.headers)
         code = code or "TOOMANYREQUESTS_PLAIN"
     elif status >= 500:
         cls = ServerError
         hint = "the registry failed; mirror retries transient errors"
     elif 300 <= status < 400:
         hint = "the registry redirected more often than mirror follows (5 hops)"
-    return cls(message, status=status, code=code, hint=hint, retry_after=_retry_after(response))
+    retry_after = _retry_after(response)
+    if cls is TooManyRequestsError:
+        return TooManyRequestsError(
+            message, status=status, code=code, hint=hint, retry_after=retry_after, quota=quota
+        )
+    return cls(message, status=status, code=code, hint=hint, retry_after=retry_after)
 
 
 def is_retryable(exc: BaseException) -> bool:

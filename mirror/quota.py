@@ -13,13 +13,16 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
+import structlog
 
 __all__ = ["Budget", "Pacer", "QuotaWait", "RateLimit", "recheck_interval"]
 
+log = structlog.get_logger(__name__)
 _NUMBER_RE = re.compile(r"^\s*(\d+)")
 _WINDOW_RE = re.compile(r"\bw\s*=\s*(\d+)")
 MIN_RECHECK_SECONDS = 1.0
@@ -67,13 +70,19 @@ def recheck_interval(window: float) -> float:
 
 
 class QuotaWait(Exception):
-    """Work for `registry` must wait `seconds` before spending again."""
+    """Work for `registry` must wait `seconds` before spending again.
 
-    def __init__(self, registry: str, seconds: float, reason: str) -> None:
+    `throttled`: the registry throttles requests rather than counting pulls; one that is
+    still throttling when the pass's time is up has failed, not spent its quota."""
+
+    def __init__(
+        self, registry: str, seconds: float, reason: str, *, throttled: bool = False
+    ) -> None:
         super().__init__(f"{registry}: wait {seconds:.1f}s ({reason})")
         self.registry = registry
         self.seconds = seconds
         self.reason = reason
+        self.throttled = throttled
 
 
 class Budget:
@@ -185,12 +194,12 @@ class Budget:
             return QuotaWait(self.registry, wait, "429 TOOMANYREQUESTS")
 
     def throttled(self) -> QuotaWait:
-        """A plain 429 (abuse limit or throttling) outlived its retries: back off with jitter."""
+        """A throttling 429 outlived its retries: back off with jitter."""
         with self._lock:
             self._backoff += 1
             wait = min(MAX_BACKOFF_SECONDS, 2.0**self._backoff) * random.uniform(0.5, 1.0)
             self._blocked_until = self._clock() + wait
-            return QuotaWait(self.registry, wait, "throttled (429)")
+            return QuotaWait(self.registry, wait, "throttled (429)", throttled=True)
 
     def _wait_locked(self) -> float:
         now = self._clock()
@@ -207,18 +216,55 @@ class Budget:
 
 
 class Pacer:
-    """At most `rate` calls a second across threads (ECR throttles PutImage per Region)."""
+    """At most `rate` calls a second across threads: ECR's PutImage rate per Region, or a
+    registry's request throttle (public.ecr.aws: 1 a second anonymous, 10 signed in).
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = 1.0 / rate
+    Without a rate it only watches. `slow_down()`, on a throttling 429, sets one from the
+    rate calls were going at (at most FIRST_RATE), or halves the one it has (at most once a
+    second, since the 429s of one burst arrive together); never below MIN_RATE."""
+
+    MIN_RATE = 0.5
+    FIRST_RATE = 10.0  # public.ecr.aws's signed-in rate; Docker Hub's abuse limit is higher
+    WATCHED = 16  # recent calls kept to estimate the rate they went at
+
+    def __init__(
+        self, rate: float | None, clock: Callable[[], float] = time.monotonic, *, name: str = ""
+    ) -> None:
+        self.rate = rate
+        self.name = name
         self._clock = clock
         self._next = 0.0
+        self._recent: deque[float] = deque(maxlen=self.WATCHED)
+        self._slowed_at: float | None = None
         self._lock = threading.Lock()
 
     def wait(self) -> None:
         with self._lock:
             now = self._clock()
-            slot = max(now, self._next)
-            self._next = slot + self._interval
+            slot = now if self.rate is None else max(now, self._next)
+            if self.rate is not None:
+                self._next = slot + 1.0 / self.rate
+            self._recent.append(slot)
         if slot > now:
             time.sleep(slot - now)
+
+    def slow_down(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._slowed_at is not None and now - self._slowed_at < 1.0:
+                return
+            self._slowed_at = now
+            if self.rate is None:
+                span = self._recent[-1] - self._recent[0] if len(self._recent) > 1 else 0.0
+                going = (len(self._recent) - 1) / span if span > 0 else 2 * self.MIN_RATE
+                self.rate = max(self.MIN_RATE, min(self.FIRST_RATE, going / 2))
+            else:
+                self.rate = max(self.MIN_RATE, self.rate / 2)
+            self._next = max(self._next, now + 1.0 / self.rate)
+            rate = self.rate
+        log.info("requests_paced", registry=self.name, per_second=round(rate, 2))
+
+    def observe(self, response: httpx.Response) -> None:
+        """httpx response hook: a 429 without rate-limit headers is a throttle."""
+        if response.status_code == 429 and RateLimit.from_headers(response.headers) is None:
+            self.slow_down()

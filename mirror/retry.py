@@ -6,6 +6,7 @@ a half-sent streaming body is never replayed on its own.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -15,7 +16,6 @@ import structlog
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception,
     stop_after_attempt,
     wait_random_exponential,
 )
@@ -25,6 +25,8 @@ from mirror.errors import RegistryError, TooManyRequestsError, is_retryable
 __all__ = ["RetryPolicy"]
 
 T = TypeVar("T")
+THROTTLE_RETRY_SECONDS = (0.5, 1.5)
+THROTTLE_ATTEMPTS = 2  # an upstream's throttled request, before its registry pauses
 log = structlog.get_logger(__name__)
 
 
@@ -43,18 +45,27 @@ class RetryPolicy:
     attempts: int = 5
     initial_wait: float = 0.5
     max_wait: float = 30.0
-    # False for upstreams: a spent pull quota (429 TOOMANYREQUESTS) is waited out by the
+    # False for upstreams: a spent pull quota (a 429 that says so) is waited out by the
     # scheduler for the whole registry, not retried request by request.
     retry_quota: bool = True
 
-    def _should_retry(self, exc: BaseException) -> bool:
+    def _should_retry(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome and state.outcome.failed else None
+        if exc is None:
+            return False
         if not self.retry_quota and isinstance(exc, TooManyRequestsError):
-            return exc.code != "TOOMANYREQUESTS" and is_retryable(exc)
+            # One more try a second later; a registry that still throttles pauses as a
+            # whole in the scheduler (its images wait together, not each on its own).
+            return not exc.quota and state.attempt_number < THROTTLE_ATTEMPTS
         return is_retryable(exc)
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait)(state)
         exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TooManyRequestsError) and not exc.quota and exc.retry_after is None:
+            # A throttle passes within a second (public.ecr.aws allows one request a
+            # second): no exponential wait, and jitter so concurrent images spread out.
+            return random.uniform(*THROTTLE_RETRY_SECONDS)
+        backoff = wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait)(state)
         if isinstance(exc, RegistryError) and exc.retry_after is not None:
             return max(backoff, min(exc.retry_after, self.max_wait * 4))
         return backoff
@@ -74,7 +85,7 @@ class RetryPolicy:
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=self._wait,
-            retry=retry_if_exception(self._should_retry),
+            retry=self._should_retry,
             before_sleep=self._before_sleep,
             reraise=True,
         )

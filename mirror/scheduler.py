@@ -4,7 +4,8 @@ Work is queued per upstream registry, in the order given (most out of date first
 task that raises QuotaWait goes back to the front of its queue and pauses that queue
 alone; workers keep taking tasks from the registries that may spend. A pause that would
 end after the pass's deadline (`--max-wait`) defers the registry's remaining tasks
-instead: they are reported, not failed, and a later run picks them up.
+instead: they are reported, not failed, and a later run picks them up. A registry that
+is still throttling requests then (no quota to wait for, just too many 429s) fails them.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ Defer = Callable[[T, str, str], None]  # task, code, message
 class QuotaScheduler(Generic[T]):
     """`run(tasks, work, defer)`: `work(task, resumed)` copies one image and raises
     QuotaWait to pause its registry; `defer(task, code, message)` records one that ran out
-    of time (QUOTA_DEFERRED) or that a stop request kept from starting (STOPPING)."""
+    of time (QUOTA_DEFERRED, or THROTTLED when its registry was throttling, not counting)
+    or that a stop request kept from starting (STOPPING)."""
 
     def __init__(
         self,
@@ -132,17 +134,22 @@ class QuotaScheduler(Generic[T]):
         now = self._clock()
         if now + quota_wait.seconds > deadline:
             retry_in = quota_wait.seconds
-            self._retry_in = min(self._retry_in or retry_in, retry_in)
-            message = f"{quota_wait.registry}: {quota_wait.reason}; next try in {retry_in:.0f}s"
+            if quota_wait.throttled:
+                code, event = "THROTTLED", "throttled_past_max_wait"
+                message = f"{quota_wait.registry}: still {quota_wait.reason} at --max-wait"
+            else:
+                code, event = "QUOTA_DEFERRED", "quota_deferred"
+                message = f"{quota_wait.registry}: {quota_wait.reason}; next try in {retry_in:.0f}s"
+                self._retry_in = min(self._retry_in or retry_in, retry_in)
             log.warning(
-                "quota_deferred",
+                event,
                 registry=key,
                 images=1 + len(queue.tasks),
                 wait_seconds=round(quota_wait.seconds, 1),
                 reason=quota_wait.reason,
             )
             for deferred in [task, *queue.tasks]:
-                defer(deferred, "QUOTA_DEFERRED", message)
+                defer(deferred, code, message)
             queue.tasks.clear()
             return
         sink = progress.active()

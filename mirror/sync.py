@@ -440,10 +440,17 @@ class _Pass:
             self.record(item.result)
 
         def defer(item: _Pending, code: str, message: str) -> None:
-            item.result.action = Action.DEFERRED
-            item.result.error = ErrorInfo(
-                code, message, "a later run (or the daemon) copies it when the quota allows"
-            )
+            if code == "THROTTLED":  # no quota will come back: the registry refused
+                item.result.action = Action.FAILED
+                hint = (
+                    "the registry kept answering 429 to too many requests: lower "
+                    f"registries.{item.job.source.registry}.requests_per_second, sign in "
+                    "(public.ecr.aws allows 10 a second then), or raise --max-wait"
+                )
+            else:
+                item.result.action = Action.DEFERRED
+                hint = "a later run (or the daemon) copies it when the quota allows"
+            item.result.error = ErrorInfo(code, message, hint)
             self.record(item.result)
 
         scheduler: QuotaScheduler[_Pending] = QuotaScheduler(

@@ -4,25 +4,28 @@ HEADs, tag lists and blob GETs cost no pull, so they go through the first creden
 manifest GET is paid from the budget of the first credential (in config order) that can
 afford one, so a pool of accounts is used in turn as each runs low. Quota answers become
 QuotaWait for the scheduler; they never fail an image.
+
+A digest is pulled at most once a pass: the manifests pulled are kept by digest, and
+images that ask for one another image is already pulling wait for it (four tags of one
+index cost the pulls of one).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 
-from mirror.errors import IntegrityError, TooManyRequestsError
+from mirror.errors import HeadUnsupportedError, IntegrityError, NotFoundError, TooManyRequestsError
 from mirror.oci.auth import RegistryAuth
 from mirror.oci.client import RegistryClient
 from mirror.oci.types import Descriptor, Manifest, TagList
 from mirror.quota import Budget, QuotaWait
 
 __all__ = ["Member", "Upstream"]
-
-QUOTA_CODE = "TOOMANYREQUESTS"
 
 
 @dataclass(frozen=True)
@@ -39,21 +42,68 @@ class Upstream:
         assert members, "an upstream needs at least one (possibly anonymous) member"
         self.registry = registry
         self.members = members
+        self._lock = threading.Lock()
+        self._manifests: dict[str, Manifest] = {}  # pulled this pass, by digest
+        self._pulling: dict[str, threading.Event] = {}
 
     @property
     def _free(self) -> Member:
         return self.members[0]
 
     def _quota_answer(self, member: Member, error: TooManyRequestsError) -> QuotaWait:
-        if error.code == QUOTA_CODE:
+        if error.quota:
             return member.budget.exhausted(error.retry_after)
         return member.budget.throttled()
 
     def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
+        return self.find_manifest(repository, reference)[0]
+
+    def find_manifest(self, repository: str, reference: str) -> tuple[Descriptor | None, bool]:
+        """The manifest's descriptor by a free HEAD, and whether a pull was spent on it:
+        where the registry cannot answer HEAD (HeadUnsupportedError), a paid GET tells,
+        and the manifest it brings is kept, so copying it costs nothing more."""
         try:
-            return self._free.client.head_manifest(repository, reference)
+            return self._free.client.head_manifest(repository, reference), False
         except TooManyRequestsError as error:
             raise self._quota_answer(self._free, error) from None
+        except HeadUnsupportedError:
+            pass
+        try:
+            manifest = self.get_manifest(repository, reference)
+        except NotFoundError:
+            return None, False  # a GET the registry did not serve spends nothing
+        self._keep(manifest)
+        return manifest.descriptor, True
+
+    def pull(self, repository: str, reference: str, digest: str | None) -> tuple[Manifest, bool]:
+        """A manifest, and whether a pull was spent on it: by `digest` from this pass's
+        pulls (one GET per digest, however many images ask at once), else paid for."""
+        if digest is None:
+            manifest = self.get_manifest(repository, reference)
+            self._keep(manifest)
+            return manifest, True
+        while True:
+            with self._lock:
+                kept = self._manifests.get(digest)
+                if kept is not None:
+                    return kept, False
+                running = self._pulling.get(digest)
+                if running is None:
+                    self._pulling[digest] = threading.Event()
+            if running is None:
+                break
+            running.wait()  # on its failure (a quota wait, an error) this one tries
+        try:
+            manifest = self.get_manifest(repository, digest)
+            self._keep(manifest)
+            return manifest, True
+        finally:
+            with self._lock:
+                self._pulling.pop(digest).set()
+
+    def _keep(self, manifest: Manifest) -> None:
+        with self._lock:
+            self._manifests[manifest.digest] = manifest
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """Pull a manifest, paid by the first credential that can afford it."""
@@ -93,8 +143,11 @@ class Upstream:
         return self._free.client.list_tags(repository)
 
     @contextmanager
-    def open_blob(self, repository: str, digest: str) -> Iterator[httpx.Response]:
-        with self._free.client.open_blob(repository, digest) as response:
+    def open_blob(
+        self, repository: str, digest: str, *, offset: int = 0, at: httpx.URL | None = None
+    ) -> Iterator[httpx.Response]:
+        """A blob's body from `offset` on (RegistryClient.open_blob says how)."""
+        with self._free.client.open_blob(repository, digest, offset=offset, at=at) as response:
             yield response
 
     def spent(self) -> int:

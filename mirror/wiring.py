@@ -40,6 +40,10 @@ ANONYMOUS = "anonymous"
 # ECR's default PutImage rate is 10 a second per Region; stay under it, and 429s that
 # still come (other writers share the quota) are retried with backoff.
 ECR_PUT_IMAGE_RATE = 8.0
+# Requests a second where a registry throttles by a rate it states: public.ecr.aws
+# allows 1 a second anonymous and 10 signed in (ECR Public service quotas), answering
+# more with `429 TOOMANYREQUESTS: Rate exceeded`. (anonymous, with credentials)
+DOCUMENTED_REQUEST_RATES = {"public.ecr.aws": (1.0, 10.0)}
 
 
 def target_registry_name(config: Config) -> str:
@@ -290,10 +294,23 @@ class Clients:
         members = []
         pool: list[Credentials | None] = [*self._credentials.get(registry, [])] or [None]
         breaker = Breaker(registry, UPSTREAM_UNAVAILABLE)  # one host, whichever credential
+        documented = DOCUMENTED_REQUEST_RATES.get(registry)
         for credentials in pool:
             budget = Budget(registry, _label(credentials), reserve=settings.rate_limit.reserve)
             auth = RegistryAuth(credentials, self._token_client(), registry, origin=url)
-            client = self._client(url, registry, auth, retry, observe=budget, breaker=breaker)
+            rate = settings.requests_per_second
+            if rate is None and documented is not None:
+                rate = documented[credentials is not None]
+            client = self._client(
+                url,
+                registry,
+                auth,
+                retry,
+                observe=budget,
+                requests=Pacer(rate, name=registry),
+                breaker=breaker,
+                confirm_heads=False,  # a GET upstream is paid: Upstream decides
+            )
             members.append(Member(client, budget, auth))
         return Upstream(registry, members)
 
@@ -323,6 +340,8 @@ class Clients:
         pacer: Pacer | None = None,
         *,
         breaker: Breaker,
+        requests: Pacer | None = None,
+        confirm_heads: bool = True,
     ) -> RegistryClient:
         proxied = proxy_configured()  # no proxy: the wire judges addresses at connect
         limits = httpx.Limits(
@@ -333,6 +352,7 @@ class Clients:
                 redirect_guard(resolve=proxied),
                 bound_unasked_body,
                 *([observe.observe] if observe else []),
+                *([requests.observe] if requests else []),
             ]
         }
         settings: dict[str, Any] = {
@@ -366,7 +386,9 @@ class Clients:
             retry=retry,
             timeouts=self.timeouts,
             manifest_puts=pacer,
+            requests=requests,
             breaker=breaker,
+            confirm_heads=confirm_heads,
         )
 
     def close(self) -> None:

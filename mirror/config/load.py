@@ -25,7 +25,12 @@ from mirror.config.source import config_base_dir, read_config_text
 from mirror.durations import parse_duration
 from mirror.errors import ConfigError
 from mirror.lifecycle import DEFAULT_POLICY, load_policy
-from mirror.oci.reference import Reference, parse_reference
+from mirror.oci.reference import (
+    DEFAULT_REGISTRY,
+    DOCKER_HUB_ALIASES,
+    Reference,
+    parse_reference,
+)
 from mirror.oci.types import Platform, PlatformFilter
 
 __all__ = ["DEFAULT_CONFIG_PATH", "Config", "ImageEntry", "load_config", "resolve_config_source"]
@@ -264,6 +269,7 @@ def load_config(source: str | Path) -> Config:
         ) from None
     if not isinstance(tree, CommentedMap):
         raise ConfigError(f"{path}:1: the config must be a mapping with version, target, images")
+    _canonical_registry_keys(path, tree)
     try:
         model = MirrorConfig.model_validate(_plain(tree))
     except ValidationError as exc:
@@ -285,6 +291,29 @@ def load_config(source: str | Path) -> Config:
     _check_duplicates(path, entries)
     warnings = _unused_registries(path, tree, model, entries)
     return Config(path, model, entries, policy, retired, warnings)
+
+
+def _canonical_registry_keys(path: str, tree: CommentedMap) -> None:
+    """A `registries:` key written `index.docker.io` or `registry-1.docker.io` is Docker
+    Hub, which images name docker.io: renamed in place (its line kept), so its url and
+    credentials are used; with docker.io written too, it is one registry twice."""
+    registries = tree.get("registries")
+    if not isinstance(registries, CommentedMap):
+        return
+    for alias in DOCKER_HUB_ALIASES:
+        if alias not in registries:
+            continue
+        line = registries.lc.key(alias)[0] + 1
+        if DEFAULT_REGISTRY in registries:
+            first = registries.lc.key(DEFAULT_REGISTRY)[0] + 1
+            raise ConfigError(
+                f"{path}:{line}: registries: {alias} is Docker Hub, which line {first} "
+                f"already configures as {DEFAULT_REGISTRY}",
+                hint=f"keep one entry, under {DEFAULT_REGISTRY}",
+            )
+        position, where = list(registries).index(alias), registries.lc.data[alias]
+        registries.insert(position, DEFAULT_REGISTRY, registries.pop(alias))
+        registries.lc.data[DEFAULT_REGISTRY] = where
 
 
 def with_one_image(config: Config, image: str, tags: tuple[str, ...] = ()) -> Config:

@@ -157,6 +157,9 @@ class RegistrySettings(Section):
     credentials: CredentialSpec | None = None
     rate_limit: RateLimitSettings = RateLimitSettings()
     mode: Literal["copy", "pull-through-cache"] = "copy"
+    # Requests a second to this registry, HEADs included (default: what it documents,
+    # else none until it throttles; mirror then learns a rate from its 429s)
+    requests_per_second: float | None = Field(default=None, gt=0, le=1000)
     prewarm: bool = False  # pull-through-cache: pull each configured tag through ECR once
     # pull-through-cache from another ECR registry: the IAM role ECR assumes to pull from
     # it (the rule's customRoleArn)

@@ -329,10 +329,20 @@ class RegistryAuth(httpx.Auth):
                 hint="the registry's token service is throttling or failing; mirror retries",
                 retry_after=error.retry_after,
             )
-        if status in (401, 403):
-            who = f"user {credentials.username!r}" if credentials else "anonymous"
+        if status in (401, 403) and credentials is None:
+            # GHCR refuses an anonymous token for a private or misspelt package: there
+            # are no credentials to blame.
             return AuthError(
-                f"{error.message} (as {who})",
+                f"{error.message} (anonymous)",
+                status=status,
+                code="NOT_FOUND_OR_DENIED",
+                hint="check the image name; the package may be private (add credentials "
+                "for this registry)",
+            )
+        if status in (401, 403):
+            assert credentials is not None
+            return AuthError(
+                f"{error.message} (as user {credentials.username!r})",
                 status=status,
                 code=error.code,
                 hint="check the username and password/token configured for this registry",

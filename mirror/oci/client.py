@@ -11,6 +11,7 @@ blob transfer is split into open/upload steps so the copier can retry it as one 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +19,14 @@ from urllib.parse import quote
 
 import httpx
 
-from mirror.errors import InvalidUpstreamDataError, error_from_response, safe_url
+from mirror.errors import (
+    HeadUnsupportedError,
+    InvalidUpstreamDataError,
+    NotFoundError,
+    error_from_response,
+    printable,
+    safe_url,
+)
 from mirror.oci.breaker import CONNECTION_FAILURES, Breaker
 from mirror.oci.grammar import is_digest, require_digest, require_reference, require_repository
 from mirror.oci.limits import (
@@ -54,6 +62,8 @@ __all__ = ["RegistryClient", "next_link"]
 # (no such route), 406 (google/go-containerregistry#1962). A 200 that is not an OCI index
 # counts too.
 NO_REFERRERS_API = (400, 404, 405, 406)
+# A manifest HEAD with no route: 405 (distribution#1485, registry-cli#14), 501.
+HEAD_UNSUPPORTED = (405, 501)
 
 
 def next_link(response: httpx.Response) -> httpx.URL | None:
@@ -78,6 +88,42 @@ def _media_type(response: httpx.Response) -> str:
     return str(response.headers.get("content-type", "")).split(";")[0].strip()
 
 
+_CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)", re.ASCII)
+
+
+def _check_range(response: httpx.Response, offset: int, what: str) -> None:
+    """A 206 must hold the bytes from `offset` on (RFC 9110: a recipient must not combine
+    content of an invalid Content-Range); a 200 is the whole body."""
+    if response.status_code != 206:
+        return
+    header = str(response.headers.get("content-range", ""))
+    match = _CONTENT_RANGE_RE.fullmatch(header.strip())
+    if match is None or int(match[1]) != offset or int(match[2]) < offset:
+        raise InvalidUpstreamDataError(
+            f"{what}: asked for bytes from {offset}, the answer holds "
+            f"{printable(repr(header), limit=80)}",
+            hint="the registry or its CDN answered a resumed download with other bytes",
+        )
+
+
+def _in_listed_path(link: httpx.URL, listed: httpx.URL) -> httpx.URL:
+    """The next tag page, in the repository that was listed. Artifactory's `Link` drops
+    the repository key from the path (RTFACT-18971), so the next page would be another
+    repository's or a 404: a link whose path is not the listed one keeps the listed path
+    and takes only `last` and `n` from the link, as renovate does."""
+    if link.path == listed.path:
+        return link
+    kept = [(k, v) for k, v in link.params.multi_items() if k in ("last", "n")]
+    return listed.copy_with(params=kept)
+
+
+def _is_json(response: httpx.Response) -> bool:
+    """A registry's error answers are JSON, HEADs included (they carry the type, if not
+    the body); a proxy's or a repository manager's HTML page is not."""
+    kind = _media_type(response).lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
 class RegistryClient:
     """One registry endpoint; `name` is how messages refer to it (the canonical host)."""
 
@@ -90,12 +136,16 @@ class RegistryClient:
         retry: RetryPolicy,
         timeouts: Timeouts | None = None,
         manifest_puts: Pacer | None = None,
+        requests: Pacer | None = None,
         breaker: Breaker | None = None,
         data_http: httpx.Client | None = None,
+        confirm_heads: bool = True,
     ) -> None:
-        """`manifest_puts` paces manifest PUTs (ECR's PutImage is rate-limited); `breaker`
-        stops asking a registry that keeps refusing connections (shared by its clients);
-        `data_http` carries blob bodies (mirror/oci/wire.py), `http` everything else."""
+        """`manifest_puts` paces manifest PUTs (ECR's PutImage is rate-limited); `requests`
+        paces every request (a registry that throttles); `breaker` stops asking a registry
+        that keeps refusing connections (shared by its clients); `data_http` carries blob
+        bodies (mirror/oci/wire.py), `http` everything else; `confirm_heads`: see
+        head_manifest."""
         self._http = http
         self._data_http = data_http or http
         self._base = httpx.URL(base_url.rstrip("/") + "/")
@@ -104,6 +154,8 @@ class RegistryClient:
         self._timeouts = timeouts or Timeouts()
         self._socket_timeouts = self._timeouts.httpx()
         self._manifest_puts = manifest_puts
+        self._requests = requests
+        self._confirm_heads = confirm_heads
         self._breaker = breaker or Breaker(name, "REGISTRY_UNAVAILABLE")
 
     def _url(self, repository: str, *parts: str) -> httpx.URL:
@@ -130,6 +182,8 @@ class RegistryClient:
     ) -> Iterator[httpx.Response]:
         """`data`: a blob body, over the lean wire."""
         self._breaker.check()
+        if self._requests is not None:
+            self._requests.wait()
         http = self._data_http if data else self._http
         request = http.build_request(
             method, url, timeout=request_timeout(self._socket_timeouts), **kwargs
@@ -186,31 +240,49 @@ class RegistryClient:
         self._retry.call(lambda: self._call("GET", url, "API check"))
 
     def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
-        """Digest, media type and size of a manifest, without pulling it; None if absent."""
+        """Digest, media type and size of a manifest, without pulling it; None if absent.
+
+        A HEAD the registry cannot answer (HEAD_UNSUPPORTED, or a 404 that is no
+        registry's JSON error: Nexus's HTML page) proves nothing: with `confirm_heads` a
+        GET decides here; without it (an upstream, whose GETs are paid for from a budget)
+        HeadUnsupportedError tells the caller to decide."""
         url = self._manifest_url(repository, reference)
         what = f"manifest {repository}:{reference}"
 
         def attempt() -> Descriptor | None:
-            found = self._call(
-                "HEAD",
-                url,
-                what,
-                absent=(404,),
-                headers={"Accept": ACCEPT_MANIFESTS},
-                follow_redirects=True,
-            )
-            if found is None:
-                return None
-            response, _ = found
-            digest = self._announced_digest(response, what)
-            length = response.headers.get("content-length", "")
-            return Descriptor(
-                media_type=_media_type(response),
-                digest=digest,
-                size=int(length) if length.isdigit() else 0,
-            )
+            with self._stream(
+                "HEAD", url, headers={"Accept": ACCEPT_MANIFESTS}, follow_redirects=True
+            ) as response:
+                status = response.status_code
+                if status == 404 and _is_json(response):
+                    return None
+                if status == 404 or status in HEAD_UNSUPPORTED:
+                    raise HeadUnsupportedError(
+                        f"{self.name}: {what}: HEAD answered {status} "
+                        f"({printable(_media_type(response) or 'no Content-Type', limit=60)})",
+                        status=status,
+                        code="HEAD_UNSUPPORTED",
+                        hint="the registry does not answer HEAD for manifests; a GET decides",
+                    )
+                self._check(response, what)
+                digest = self._announced_digest(response, what)
+                length = response.headers.get("content-length", "")
+                return Descriptor(
+                    media_type=_media_type(response),
+                    digest=digest,
+                    size=int(length) if length.isdigit() else 0,
+                )
 
-        return self._retry.call(attempt)
+        try:
+            return self._retry.call(attempt)
+        except HeadUnsupportedError:
+            if not self._confirm_heads:
+                raise
+        try:
+            manifest = self.get_manifest(repository, reference)
+        except NotFoundError:
+            return None
+        return manifest.descriptor
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """Pull a manifest and check its bytes against the digest asked for (or announced)."""
@@ -263,17 +335,33 @@ class RegistryClient:
         return self._retry.call(attempt)
 
     @contextmanager
-    def open_blob(self, repository: str, digest: str) -> Iterator[httpx.Response]:
+    def open_blob(
+        self, repository: str, digest: str, *, offset: int = 0, at: httpx.URL | None = None
+    ) -> Iterator[httpx.Response]:
         """Stream a blob, following redirects (Authorization is dropped on other origins).
 
         Its raw bytes are read and verified against the digest and size while they
         stream, whatever Content-Encoding says: an already-gzip layer that a server labels
         `Content-Encoding: gzip` (Apache in front of Pulp) is those bytes, and a body
-        compressed in transit fails its digest. Nothing is ever inflated."""
+        compressed in transit fails its digest. Nothing is ever inflated.
+
+        A cut download resumes from `offset` with `Range: bytes=<offset>-`: first at `at`,
+        the URL that served the cut body (a CDN a redirect led to), then, when that no
+        longer serves (a presigned URL that expired), through the registry again. The
+        answer is a 206 whose Content-Range starts at `offset`, or a 200 with the whole
+        blob, whose first `offset` bytes the caller skips."""
         what = f"blob {repository}@{digest}"
         url = self._blob_url(repository, digest)
-        with self._stream("GET", url, follow_redirects=True, data=True) as r:
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        if at is not None and at != url:
+            with self._stream("GET", at, headers=headers, data=True) as r:
+                if r.status_code in (200, 206):
+                    _check_range(r, offset, what)
+                    yield r
+                    return
+        with self._stream("GET", url, headers=headers, follow_redirects=True, data=True) as r:
             self._check(r, what)
+            _check_range(r, offset, what)
             yield r
 
     def start_upload(self, repository: str, mount: tuple[str, str] | None = None) -> str | None:
@@ -393,6 +481,8 @@ class RegistryClient:
                     hint="select tags by a list instead of a rule for this repository",
                 )
             url = self._next_page(response, what)
+            if url is not None:
+                url = _in_listed_path(url, response.request.url)
             if url is not None and str(url) in seen:
                 break
         return listing

@@ -15,6 +15,7 @@ from mirror.oci.grammar import is_digest, is_host, is_repository, is_tag
 
 __all__ = [
     "DEFAULT_REGISTRY",
+    "DOCKER_HUB_ALIASES",
     "Reference",
     "default_endpoint",
     "parse_reference",
@@ -22,7 +23,8 @@ __all__ = [
 ]
 
 DEFAULT_REGISTRY = "docker.io"
-_DOCKER_HUB_ALIASES = {"index.docker.io", "registry-1.docker.io", "docker.io"}
+# Docker Hub's other names: its index, and the endpoint that serves it.
+DOCKER_HUB_ALIASES = ("index.docker.io", "registry-1.docker.io")
 
 # ECR pull-through-cache conventions for the upstream part of a target repository name.
 _ALIASES = {
@@ -89,7 +91,7 @@ def _split_registry(name: str) -> tuple[str, str]:
     if sep and ("." in first or ":" in first or first == "localhost"):
         if not is_host(first):
             raise BadReferenceError(f"invalid registry host {first!r} in {name!r}")
-        registry = DEFAULT_REGISTRY if first in _DOCKER_HUB_ALIASES else first
+        registry = DEFAULT_REGISTRY if first in DOCKER_HUB_ALIASES else first
         return registry, rest
     return DEFAULT_REGISTRY, name
 

@@ -30,6 +30,7 @@ __all__ = [
     "PlatformFilter",
     "TagList",
     "digest_of",
+    "guess_media_type",
     "parse_json_object",
     "parse_manifest",
     "parse_tag_page",
@@ -40,6 +41,7 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_CONTAINER_CONFIG = "application/vnd.docker.container.image.v1+json"
 INDEX_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
 # Docker's deprecated schema1, still served for very old tags; mirror does not copy it.
 SCHEMA1_TYPES = frozenset(
@@ -226,6 +228,10 @@ class Manifest:
         return self.media_type in INDEX_TYPES
 
     @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, len(self.raw))
+
+    @property
     def children(self) -> list[Descriptor]:
         """Child manifests of an index (empty for an image manifest)."""
         if not self.is_index:
@@ -275,9 +281,29 @@ class Manifest:
         return str(value) if value else None
 
 
+def guess_media_type(body: dict[str, Any]) -> str | None:
+    """A manifest's type from its structure, for one that names none and is served as
+    plain JSON (an OCI manifest's `mediaType` is only a SHOULD). As containers/image
+    guesses: `manifests` is an index; `config` and `layers` a Docker schema2 manifest when
+    the config is a Docker container config, else an OCI manifest; `fsLayers` schema1."""
+    if "manifests" in body:
+        return OCI_INDEX
+    config = body.get("config")
+    if isinstance(config, dict) and "layers" in body:
+        if config.get("mediaType") == DOCKER_CONTAINER_CONFIG:
+            return DOCKER_MANIFEST
+        return OCI_MANIFEST
+    if body.get("schemaVersion") == 1 and "fsLayers" in body:
+        return "application/vnd.docker.distribution.manifest.v1+json"
+    return None
+
+
 def parse_manifest(raw: bytes, content_type: str, expected_digest: str | None = None) -> Manifest:
     """Parse manifest bytes; when `expected_digest` is given the bytes must hash to it with
-    its own algorithm (sha256 or sha512; other algorithms are refused)."""
+    its own algorithm (sha256 or sha512; other algorithms are refused).
+
+    The type is the body's `mediaType`, else the Content-Type, else (served as plain JSON)
+    guessed from the structure; it is what the manifest is pushed as."""
     digest = sha256_digest(raw)
     if expected_digest:
         algorithm = require_digest(expected_digest, "manifest digest").partition(":")[0]
@@ -292,6 +318,13 @@ def parse_manifest(raw: bytes, content_type: str, expected_digest: str | None = 
     media_type = str(body.get("mediaType") or content_type.split(";")[0].strip())
     if "manifests" in body and media_type not in INDEX_TYPES:
         media_type = OCI_INDEX
+    if media_type not in INDEX_TYPES | MANIFEST_TYPES and not body.get("mediaType"):
+        media_type = guess_media_type(body) or media_type
+    if media_type in SCHEMA1_TYPES:
+        raise UnsupportedError(
+            f"{digest} is a Docker schema1 manifest",
+            hint="schema1 is deprecated and mirror does not copy it; pick a newer tag",
+        )
     if media_type not in INDEX_TYPES | MANIFEST_TYPES:
         raise UnsupportedError(
             f"unsupported manifest media type {printable(repr(media_type), limit=100)} "

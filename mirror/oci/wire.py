@@ -272,6 +272,9 @@ class WireTransport(httpx.BaseTransport):
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:  # the body's source failed part-way (an upstream cut short)
+            conn.close()  # half a request went out: the connection is good for nothing
+            raise
         stream = _Body(self, key, conn, response)
         return httpx.Response(
             response.status,

@@ -356,22 +356,6 @@ def test_an_unreachable_target_fails_every_image_before_any_upstream_request(
     assert hub.counters.requests == []
 
 
-def test_a_blob_download_cut_halfway_is_retried_as_a_whole_upload(
-    hub, target, seeder, mirror, write_config
-):
-    image = Image([random_blob(2_000_000)])
-    digest = seeder.push("library/nginx", "1.16", image)
-    hub.cut_next_blobs = 2
-    config = write_config(target, "- nginx:1.16", docker_io=hub.url)
-
-    run = mirror("sync", config=config)
-
-    assert run.code == 0, run.out
-    assert hub.cut_next_blobs == 0
-    assert skopeo.raw_digest(target.host, f"{HUB_PREFIX}/nginx:1.16") == digest
-    skopeo.copy_all_verifies(target.host, f"{HUB_PREFIX}/nginx:1.16")
-
-
 def test_with_a_proxy_configured_blobs_travel_on_httpx_and_are_still_verified(
     hub, target, seeder, mirror, write_config, monkeypatch
 ):

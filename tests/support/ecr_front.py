@@ -1,4 +1,4 @@
-"""A front that adds two ECR data-plane behaviours to a real registry behind it.
+"""A front that adds target behaviours (mostly ECR's data plane) to a real registry behind it.
 
 - PutImage throttling: the next `throttle_puts` manifest PUTs answer 429 with ECR's
   `TOOMANYREQUESTS` error body.
@@ -8,6 +8,9 @@
 - Referrers refused: with `refuse_subject` set, a manifest PUT whose body has a `subject`
   (an OCI 1.1 referrer) answers 405, as ECR has been reported to
   (aws/containers-roadmap#2783).
+- Eventual consistency: with `unseen_once` set, the first PUT of each manifest answers
+  400 `MANIFEST_BLOB_UNKNOWN` although its blobs were just uploaded, as a registry on
+  eventually consistent storage does once (openshift/image-registry#220).
 Everything else is forwarded unchanged (Authorization included), and `Location` headers
 are rewritten to point back at the front.
 """
@@ -38,6 +41,8 @@ class EcrFront:
         self.throttled = 0
         self.immutable = False
         self.refuse_subject = False
+        self.unseen_once = False
+        self.unseen: list[str] = []  # manifest paths answered MANIFEST_BLOB_UNKNOWN
         self.lock = threading.Lock()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -86,6 +91,13 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if self.front.refuse_subject and b'"subject"' in body:
             self.error(405, "UNSUPPORTED", "The operation is unsupported.")
+            return True
+        with self.front.lock:
+            unseen = self.front.unseen_once and self.path not in self.front.unseen
+            if unseen:
+                self.front.unseen.append(self.path)
+        if unseen:
+            self.error(400, "MANIFEST_BLOB_UNKNOWN", "blob unknown to registry")
             return True
         with self.front.lock:
             throttle = self.front.throttle_puts > 0

@@ -8,7 +8,7 @@
   `docker-ratelimit-source`. Limits are per account, or per client address when anonymous.
 - A spent quota answers 429 with a `TOOMANYREQUESTS` error body and no `Retry-After`.
 - Blob GETs answer 307 to a second port (the "CDN") that refuses any request carrying
-  `Authorization`.
+  `Authorization`, and answers `Range: bytes=N-` with a 206 (as CDNs and S3 do).
 - Tag lists paginate with `n` (100 at most) and `last`, and a `Link: <...>; rel="next"` header.
 
 The window is fixed (it starts at the first pull), which is enough to test clients.
@@ -66,6 +66,7 @@ class HubCounters:
     cdn_auth_rejections: int = 0
     compressed_blobs: int = 0
     cdn_signatures: list[str] = field(default_factory=list)  # presigned URLs' secrets
+    cdn_used_signatures: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, query
 
 
@@ -84,6 +85,14 @@ class DockerHubFront:
         self.retry_after: int | None = None  # Retry-After on quota 429s (Docker omits it)
         self.corrupt: set[str] = set()  # blob digests the CDN serves with a flipped byte
         self.cut_next_blobs = 0  # this many CDN answers stop halfway and drop the connection
+        # Every CDN answer stops after this many bytes and drops the connection, as a CDN
+        # that cuts large blobs does (registry.k8s.io#333, anchore/stereoscope#695).
+        self.cut_every: int | None = None
+        self.cdn_ignores_range = False  # answer a Range request with the whole blob (200)
+        self.cdn_range_offset: int | None = None  # a 206 whose Content-Range starts here
+        self.single_use_urls = False  # a presigned URL serves once; again, it has expired
+        self.cdn_bytes: dict[str, int] = {}  # bytes the CDN sent, by digest
+        self.cdn_ranges: list[str] = []  # the Range header of each CDN request ("" if none)
         self.cdn_mib_per_second: float | None = None  # a slow CDN, for shutdowns mid-upload
         # Serve the OCI 1.1 referrers API (from the backend's `sha256-<hex>` fallback tag);
         # off, the endpoint is a 404 like a registry without it.
@@ -100,6 +109,9 @@ class DockerHubFront:
         self.gitlab_fallback = False  # `sha256-<hex>` resolves to the image itself
         self.basic_challenge_too = False  # Basic offered beside Bearer in one header
         self.realm_query = ""  # e.g. "tenant=acme": the realm URL carries its own query
+        # The realm refuses anonymous tokens (401), as GHCR does for a private or
+        # misspelt package.
+        self.anonymous_denied = False
         self.counters = HubCounters()
         self._tokens: dict[str, tuple[str | None, set[str]]] = {}
         self._quotas: dict[str, _Quota] = {}
@@ -272,6 +284,9 @@ class _FrontHandler(_Handler):
                     {"Content-Type": "application/json"},
                 )
             account = user
+        elif self.hub.anonymous_denied:
+            body = {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}
+            return self.reply(401, json.dumps(body).encode(), {"Content-Type": "application/json"})
         if query.get("service") != ["registry.docker.io"]:
             return self.reply(400, b'{"details":"invalid service"}')
         scopes = {s for scope in query.get("scope", []) for s in _expand_scope(scope)}
@@ -396,6 +411,13 @@ class _CdnHandler(_Handler):
         match = _CDN_RE.match(parsed.path)
         if not match:
             return self.reply(404)
+        signature = parse_qs(parsed.query).get("signature", [""])[0]
+        with self.hub._lock:
+            self.hub.cdn_ranges.append(self.headers.get("Range", ""))
+            used = signature in self.hub.counters.cdn_used_signatures
+            self.hub.counters.cdn_used_signatures.add(signature)
+        if self.hub.single_use_urls and used:
+            return self.reply(403, b"<Error><Code>AccessDenied</Code>Request has expired</Error>")
         with self.hub.backend.stream("GET", f"/v2/{match['name']}/blobs/{match['digest']}") as r:
             if r.status_code != 200:
                 r.read()
@@ -409,23 +431,42 @@ class _CdnHandler(_Handler):
                 with self.hub._lock:
                     self.hub.counters.compressed_blobs += 1
                 return self.reply(200, body, {"Content-Encoding": "gzip"})
+            self.stream_blob(match["digest"], r)
+
+    def stream_blob(self, digest: str, r: httpx.Response) -> None:
+        size = int(r.headers["content-length"])
+        wanted = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+        start = int(wanted[1]) if wanted and not self.hub.cdn_ignores_range else 0
+        if wanted and not self.hub.cdn_ignores_range:
+            first = start if self.hub.cdn_range_offset is None else self.hub.cdn_range_offset
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {first}-{size - 1}/{size}")
+        else:
             self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", r.headers["content-length"])
-            self.end_headers()
-            flip = match["digest"] in self.hub.corrupt
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size - start))
+        self.end_headers()
+        flip = digest in self.hub.corrupt
+        with self.hub._lock:
+            cut = self.hub.cut_next_blobs > 0
+            self.hub.cut_next_blobs -= cut
+        budget = size // 2 if cut else self.hub.cut_every
+        skip = start
+        for chunk in r.iter_raw(256 * 1024):
+            dropped = min(skip, len(chunk))
+            skip -= dropped
+            chunk = chunk[dropped:]
+            if not chunk:
+                continue
+            if flip:
+                chunk, flip = bytes([chunk[0] ^ 0xFF]) + chunk[1:], False
+            if budget is not None:
+                chunk, budget = chunk[:budget], budget - len(chunk[:budget])
+            self.wfile.write(chunk)
             with self.hub._lock:
-                cut = self.hub.cut_next_blobs > 0
-                self.hub.cut_next_blobs -= cut
-            budget = int(r.headers["content-length"]) // 2 if cut else None
-            for chunk in r.iter_raw(256 * 1024):
-                if flip:
-                    chunk, flip = bytes([chunk[0] ^ 0xFF]) + chunk[1:], False
-                if budget is not None:
-                    chunk, budget = chunk[:budget], budget - len(chunk[:budget])
-                self.wfile.write(chunk)
-                if self.hub.cdn_mib_per_second:
-                    time.sleep(len(chunk) / (self.hub.cdn_mib_per_second * 2**20))
-                if budget == 0:
-                    self.close_connection = True
-                    return
+                self.hub.cdn_bytes[digest] = self.hub.cdn_bytes.get(digest, 0) + len(chunk)
+            if self.hub.cdn_mib_per_second:
+                time.sleep(len(chunk) / (self.hub.cdn_mib_per_second * 2**20))
+            if budget == 0:
+                self.close_connection = True
+                return

@@ -131,6 +131,20 @@ def test_a_refused_token_request_names_the_user_but_not_the_password(httpx_mock)
     assert caught.value.code == "UNAUTHORIZED"
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_anonymous_token_refused_is_not_found_or_denied(httpx_mock, status):
+    # GHCR: a private or misspelt package; there are no credentials to check
+    url = f"{REGISTRY}/v2/org/private/manifests/1"
+    httpx_mock.add_response(url=url, status_code=401, headers={"WWW-Authenticate": CHALLENGE})
+    httpx_mock.add_response(status_code=status, json={"errors": [{"code": "UNAUTHORIZED"}]})
+    with client() as http, pytest.raises(AuthError) as caught:
+        http.get(url)
+    assert caught.value.code == "NOT_FOUND_OR_DENIED"
+    assert "the package may be private (add credentials" in caught.value.hint
+    assert "username" not in str(caught.value)
+    assert not is_retryable(caught.value)
+
+
 def test_basic_challenge_sends_credentials_and_then_up_front(httpx_mock):
     url = f"{REGISTRY}/v2/a/manifests/1"
     basic = "Basic " + base64.b64encode(b"u:p").decode()

@@ -10,6 +10,7 @@ from pytest_httpx import IteratorStream
 
 from mirror.errors import (
     AuthError,
+    HeadUnsupportedError,
     IntegrityError,
     InvalidUpstreamDataError,
     NotFoundError,
@@ -18,7 +19,7 @@ from mirror.errors import (
     TooManyRequestsError,
 )
 from mirror.oci.client import RegistryClient
-from mirror.oci.types import sha256_digest
+from mirror.oci.types import OCI_INDEX, sha256_digest
 from mirror.retry import RetryPolicy
 
 BASE = "https://r.test"
@@ -118,8 +119,79 @@ def test_a_plain_429_is_a_throttle_error(httpx_mock):
 
 
 def test_head_of_a_missing_manifest_is_none(httpx_mock, registry):
-    httpx_mock.add_response(method="HEAD", status_code=404)
+    # distribution (and Docker Hub) answer a HEAD with the error's JSON type, no body
+    httpx_mock.add_response(
+        method="HEAD", status_code=404, headers={"Content-Type": "application/json; charset=utf-8"}
+    )
     assert registry.head_manifest("a", "1") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type"),
+    [(405, "application/json"), (501, ""), (404, "text/html"), (404, "")],
+)
+def test_a_head_that_proves_nothing_is_confirmed_by_a_get(
+    httpx_mock, registry, status, content_type
+):
+    # Nexus answers HEAD with an HTML 404, others 405 (distribution#1485); ggcr's
+    # remote.Head falls back to GET the same way.
+    body = json.dumps({"schemaVersion": 2, "manifests": []}).encode()
+    headers = {"Content-Type": content_type} if content_type else {}
+    httpx_mock.add_response(method="HEAD", status_code=status, headers=headers)
+    httpx_mock.add_response(method="GET", content=body, headers={"Content-Type": OCI_INDEX})
+    found = registry.head_manifest("a", "1")
+    assert found is not None and found.digest == sha256_digest(body)
+    assert found.media_type == OCI_INDEX and found.size == len(body)
+
+
+def test_a_head_that_proves_nothing_and_a_get_that_finds_nothing_is_none(httpx_mock, registry):
+    httpx_mock.add_response(method="HEAD", status_code=404, headers={"Content-Type": "text/html"})
+    httpx_mock.add_response(method="GET", status_code=404, json={"errors": []})
+    assert registry.head_manifest("a", "1") is None
+
+
+def test_an_upstream_client_leaves_the_paid_get_to_its_caller(httpx_mock):
+    httpx_mock.add_response(method="HEAD", status_code=405)
+    with httpx.Client() as http:
+        upstream = RegistryClient(http, BASE, name="r.test", retry=FAST, confirm_heads=False)
+        with pytest.raises(HeadUnsupportedError, match="HEAD answered 405"):
+            upstream.head_manifest("a", "1")
+    assert [r.method for r in httpx_mock.get_requests()] == ["HEAD"]
+
+
+def test_a_link_that_drops_the_repository_key_stays_in_the_listed_repository(httpx_mock, registry):
+    # Artifactory (RTFACT-18971): the Link of `docker-remote/a` names `/v2/a/...`
+    httpx_mock.add_response(
+        url=f"{BASE}/v2/docker-remote/a/tags/list?n=1000",
+        json={"tags": ["1"]},
+        headers={"Link": '</v2/a/tags/list?last=1&n=1000&other=x>; rel="next"'},
+    )
+    httpx_mock.add_response(
+        url=f"{BASE}/v2/docker-remote/a/tags/list?last=1&n=1000", json={"tags": ["2"]}
+    )
+    assert registry.list_tags("docker-remote/a").tags == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("message", "headers", "quota"),
+    [
+        ("Rate exceeded", {}, False),  # public.ecr.aws
+        ("Rate exceeded", {"ratelimit-remaining": "0;w=21600"}, False),
+        ("You have reached your pull rate limit.", {}, True),  # Docker Hub's own words
+        ("slow down", {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0"}, True),
+        ("slow down", {}, False),
+    ],
+)
+def test_a_429_is_a_quota_only_when_it_says_so(httpx_mock, registry, message, headers, quota):
+    httpx_mock.add_response(
+        status_code=429,
+        json={"errors": [{"code": "TOOMANYREQUESTS", "message": message}]},
+        headers=headers,
+        is_reusable=True,
+    )
+    with pytest.raises(TooManyRequestsError) as caught:
+        registry.get_manifest("a", "1")
+    assert caught.value.quota is quota
 
 
 def test_a_manifest_whose_bytes_do_not_match_the_digest_asked_for_is_refused(httpx_mock, registry):

@@ -207,6 +207,23 @@ def test_a_registries_key_no_image_uses_is_a_warning_with_a_guess(tmp_path):
     assert "registries: no image comes from quay; did you mean quay.io?" in warning
 
 
+@pytest.mark.parametrize("alias", ["index.docker.io", "registry-1.docker.io"])
+def test_docker_hubs_other_names_as_a_registries_key_mean_docker_io(tmp_path, alias):
+    text = GOOD.replace(
+        "defaults:", f"registries:\n  {alias}:\n    rate_limit: {{reserve: 7}}\ndefaults:"
+    )
+    config = load_config(write(tmp_path, text))
+    assert list(config.model.registries) == ["docker.io"]
+    assert config.model.registries["docker.io"].rate_limit.reserve == 7
+    assert config.warnings == ()  # nginx comes from it
+
+
+def test_an_error_under_a_docker_hub_alias_names_the_line_it_is_written_on(tmp_path):
+    text = GOOD.replace("defaults:", "registries:\n  index.docker.io:\n    urll: x\ndefaults:")
+    error = error_of(tmp_path, text)
+    assert "mirror.yaml:7: registries.docker.io.urll: unknown key 'urll'" in error
+
+
 def test_validate_refuses_unset_credential_variables_as_sync_would(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("HUB_USER", raising=False)
     monkeypatch.delenv("HUB_TOKEN", raising=False)

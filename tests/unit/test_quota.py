@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from mirror.quota import Budget, QuotaWait, RateLimit, recheck_interval
+from mirror.quota import Budget, Pacer, QuotaWait, RateLimit, recheck_interval
 
 
 def response(**headers: str) -> httpx.Response:
@@ -125,3 +125,65 @@ def test_a_pull_whose_answer_arrived_is_not_counted_twice_before_it_settles():
         budget.take()
     budget.settle(spent=True)
     budget.settle(spent=True)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_pacer_spaces_calls_at_its_rate(monkeypatch):
+    clock, slept = Clock(), []
+    monkeypatch.setattr("mirror.quota.time.sleep", slept.append)
+    pacer = Pacer(2.0, clock)
+    for _ in range(3):
+        pacer.wait()
+    assert slept == [0.5, 1.0]  # the second and third wait for their slots
+
+
+def test_a_pacer_without_a_rate_learns_one_from_a_throttle_and_halves_it(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr("mirror.quota.time.sleep", lambda _: None)
+    pacer = Pacer(None, clock)
+    for _ in range(9):  # eight intervals of 0.25 s: calls went at 4 a second
+        pacer.wait()
+        clock.now += 0.25
+    pacer.slow_down()
+    assert pacer.rate == 2.0
+    pacer.slow_down()  # the same burst's other 429s: no second halving within a second
+    assert pacer.rate == 2.0
+    clock.now += 1.0
+    pacer.slow_down()
+    assert pacer.rate == 1.0
+    for _ in range(5):
+        clock.now += 1.1
+        pacer.slow_down()
+    assert pacer.rate == Pacer.MIN_RATE
+
+
+def test_a_burst_teaches_at_most_the_first_rate(monkeypatch):
+    clock = Clock()
+    pacer = Pacer(None, clock)
+    for _ in range(16):
+        pacer.wait()
+        clock.now += 0.001
+    pacer.slow_down()
+    assert pacer.rate == Pacer.FIRST_RATE
+
+
+def test_only_a_429_without_rate_limit_headers_slows_a_pacer():
+    pacer = Pacer(4.0)
+    quota = {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0;w=21600"}
+    pacer.observe(httpx.Response(429, headers=quota, request=httpx.Request("GET", HEAD_URL)))
+    assert pacer.rate == 4.0  # a spent quota: the Budget's business
+    pacer.observe(httpx.Response(429, request=httpx.Request("GET", HEAD_URL)))
+    assert pacer.rate == 2.0
+
+
+def test_a_throttle_wait_says_so():
+    budget = Budget("public.ecr.aws", "anonymous")
+    assert budget.throttled().throttled is True
+    assert budget.exhausted(retry_after=None).throttled is False

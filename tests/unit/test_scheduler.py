@@ -81,3 +81,20 @@ def test_a_stop_request_starts_nothing_more_and_reports_the_rest():
     assert started == ["a"]
     assert sorted(deferred) == [("b", "STOPPING"), ("c", "STOPPING")]
     assert outcome.retry_in is None
+
+
+def test_a_registry_still_throttling_at_the_deadline_fails_its_tasks_not_defers_them():
+    recorded: list[tuple[str, str]] = []
+
+    def work(task: str, resumed: bool) -> None:
+        raise QuotaWait("public.ecr.aws", 60, "throttled (429)", throttled=True)
+
+    scheduler: QuotaScheduler[str] = QuotaScheduler(workers=1, max_wait=1)
+    outcome = scheduler.run(
+        [("public.ecr.aws", "a"), ("public.ecr.aws", "b")],
+        work,
+        lambda task, code, message: recorded.append((task, code)),
+    )
+
+    assert recorded == [("a", "THROTTLED"), ("b", "THROTTLED")]
+    assert outcome.retry_in is None  # no quota window to come back for

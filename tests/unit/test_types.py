@@ -6,7 +6,9 @@ import pytest
 
 from mirror.errors import UnsupportedError
 from mirror.oci.types import (
+    DOCKER_MANIFEST,
     OCI_INDEX,
+    OCI_MANIFEST,
     UPSTREAM_DIGEST_ANNOTATION,
     Platform,
     PlatformFilter,
@@ -68,8 +70,42 @@ def test_an_index_without_media_type_is_recognised_from_its_body():
 
 def test_schema1_and_unknown_types_are_refused_with_a_reason():
     raw = b'{"schemaVersion": 1, "name": "x"}'
-    with pytest.raises(UnsupportedError, match="unsupported manifest media type"):
+    with pytest.raises(UnsupportedError, match=r"schema1 manifest.*pick a newer tag"):
         parse_manifest(raw, "application/vnd.docker.distribution.manifest.v1+prettyjws")
+    with pytest.raises(UnsupportedError, match="schema1 manifest"):  # recognised from its body
+        parse_manifest(b'{"schemaVersion": 1, "fsLayers": []}', "application/json")
+    with pytest.raises(UnsupportedError, match="unsupported manifest media type 'text/plain'"):
+        parse_manifest(b'{"schemaVersion": 2}', "text/plain")
+
+
+CONFIG = {"size": 2, "digest": "sha256:" + "1" * 64}
+LAYERS = [{"mediaType": "l", "size": 1, "digest": "sha256:" + "2" * 64}]
+
+
+@pytest.mark.parametrize(
+    ("config_type", "expected"),
+    [
+        ("application/vnd.oci.image.config.v1+json", OCI_MANIFEST),
+        ("application/vnd.docker.container.image.v1+json", DOCKER_MANIFEST),
+        (None, OCI_MANIFEST),
+    ],
+)
+def test_a_manifest_without_media_type_served_as_json_is_recognised_from_its_body(
+    config_type, expected
+):
+    # containers/image#58: the OCI manifest's mediaType is a SHOULD; a registry that
+    # serves it as application/json says nothing more. containers/image guesses so too.
+    config = dict(CONFIG, **({"mediaType": config_type} if config_type else {}))
+    raw = json.dumps({"schemaVersion": 2, "config": config, "layers": LAYERS}).encode()
+    manifest = parse_manifest(raw, "application/json; charset=utf-8")
+    assert manifest.media_type == expected and manifest.raw == raw
+    assert [b.digest[-1] for b in manifest.blobs] == ["1", "2"]
+
+
+def test_a_written_media_type_is_never_guessed_over():
+    raw = json.dumps({"mediaType": "application/x-odd", "config": CONFIG, "layers": []}).encode()
+    with pytest.raises(UnsupportedError, match="application/x-odd"):
+        parse_manifest(raw, "application/json")
 
 
 def test_foreign_layers_with_urls_are_not_copied():

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from mirror.blobs import verified_chunks
+from mirror.blobs import response_chunks, verified_chunks
 from mirror.errors import IntegrityError
 from mirror.oci.wire import READINTO, WireTransport
 from tests.support.registry import free_port
@@ -186,11 +186,16 @@ def test_a_copy_over_the_wire_is_verified_in_place_and_holds_back_its_last_chunk
     server = serve(always(data))
     with client() as http:
         with http.stream("GET", server.url) as response:
-            copied = b"".join(bytes(c) for c in verified_chunks(response, good, len(data)))
+            copied = b"".join(
+                bytes(c)
+                for c in verified_chunks(response_chunks(response, len(data)), good, len(data))
+            )
         assert copied == data
         released = 0
         with http.stream("GET", server.url) as response, pytest.raises(IntegrityError):
-            for chunk in verified_chunks(response, "sha256:" + "0" * 64, len(data)):
+            for chunk in verified_chunks(
+                response_chunks(response, len(data)), "sha256:" + "0" * 64, len(data)
+            ):
                 assert isinstance(chunk, memoryview)
                 released += len(chunk)
         assert 0 < released < len(data)
@@ -202,14 +207,18 @@ def test_a_small_blob_gets_small_buffers_and_an_overlong_body_still_fails(serve)
     with client() as http:
         with http.stream("GET", server.url) as response:
             chunks = list(
-                verified_chunks(response, "sha256:" + hashlib.sha256(data).hexdigest(), 100)
+                verified_chunks(
+                    response_chunks(response, 100),
+                    "sha256:" + hashlib.sha256(data).hexdigest(),
+                    100,
+                )
             )
         assert [len(c) for c in chunks] == [100] and len(chunks[0].obj) == 100  # not 1 MiB
         with (
             http.stream("GET", server.url) as response,
             pytest.raises(IntegrityError, match="longer"),
         ):
-            list(verified_chunks(response, "sha256:" + "0" * 64, 10))
+            list(verified_chunks(response_chunks(response, 10), "sha256:" + "0" * 64, 10))
 
 
 @pytest.mark.parametrize("when", ["with the answer", "after it"])
