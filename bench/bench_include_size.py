@@ -13,10 +13,10 @@ import hashlib
 import sys
 from pathlib import Path
 
-from mirror.buildspec import Pull, compressed, render
 from mirror.config import load_config
+from mirror.include.buildspec import Pull, compressed, render
+from mirror.include.publish import SSM_ADVANCED_LIMIT, SSM_STANDARD_LIMIT
 from mirror.oci.reference import parse_reference
-from mirror.publish import SSM_ADVANCED_LIMIT, SSM_STANDARD_LIMIT
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

@@ -1,4 +1,4 @@
-"""Upstream pulls spent by mirror and by `skopeo sync --all` (issue #3's figures).
+"""Upstream pulls spent by mirror and by `skopeo sync --all` (docs/benchmarks.md records them).
 
     .venv/bin/python -m bench.bench_quota
 
@@ -26,7 +26,7 @@ from tests.support.hub import DockerHubFront
 from tests.support.images import Image, Index, Seeder, random_blob
 from tests.support.registry import LocalRegistry
 
-MIRROR = [sys.executable, "-m", "mirror.cli"]
+MIRROR = [sys.executable, "-m", "mirror"]
 
 
 def three_platforms(seed_layer: int) -> list[Image]:

@@ -4,7 +4,7 @@
 
 - `mirror health` against a running `mirror daemon` (the ECS container health check, run
   every 30 s in the task), through the installed `mirror` command as ECS runs it, beside
-  the full command line (`python -m mirror.cli health --port P`) that answered it before;
+  the full command line (`python -m mirror.console.cli health --port P`) that answered it before;
 - `mirror --version`;
 - `mirror validate` of a 100-image config.
 
@@ -87,8 +87,8 @@ def main() -> int:
             commands = [
                 ("`mirror health` (the container health check)", [MIRROR, "health"]),
                 (
-                    "`python -m mirror.cli health --port P` (the full command line)",
-                    [sys.executable, "-m", "mirror.cli", "health", "--port", str(port)],
+                    "`python -m mirror.console.cli health --port P` (the full command line)",
+                    [sys.executable, "-m", "mirror.console.cli", "health", "--port", str(port)],
                 ),
                 ("`mirror --version`", [MIRROR, "--version"]),
                 ("`mirror validate` of 100 images", [MIRROR, "validate", "--config", str(big)]),

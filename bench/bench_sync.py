@@ -36,7 +36,7 @@ MIRROR = [
     *(["env", f"PYTHONPATH={_SOURCE}"] if _SOURCE else []),
     sys.executable,
     "-m",
-    "mirror.cli",
+    "mirror",
 ]
 
 

@@ -1,13 +1,21 @@
-"""Writing a file so that a reader never sees half of it, and a failure leaves nothing."""
+"""Writing where a failure cannot leave harm: a file a reader never sees half of, and a
+stdout that a closed pipe cannot break.
+
+`mirror sync | head -3` must finish its pass: when the reader goes away, the first write
+that fails points stdout at /dev/null for the rest of the process, so nothing more is
+printed and nothing raises (not the per-image lines, not a JSON log line, not the
+interpreter's last flush), and the command exits with its own code.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "mute_stdout", "say", "stdout_gone"]
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -26,3 +34,30 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_gone = [False]
+
+
+def stdout_gone() -> bool:
+    return _gone[0]
+
+
+def mute_stdout() -> None:
+    """After a BrokenPipeError on stdout: write the rest to /dev/null."""
+    _gone[0] = True
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def say(text: str = "", *, end: str = "\n") -> None:
+    """print() for the CLI's own lines on stdout."""
+    if _gone[0]:
+        return
+    try:
+        sys.stdout.write(text + end)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        mute_stdout()

@@ -3,7 +3,7 @@
 Key names (`password=`, `Authorization`) catch most leaks; this catches the rest: a token
 inside a library's debug dump of a response body, a password inside a URL, a Secrets
 Manager string echoed by botocore. Whoever obtains a secret calls `remember`; log
-redaction (mirror.log) and report writing mask every remembered value as a substring.
+redaction (mirror.console.log) and report writing mask every remembered value as a substring.
 """
 
 from __future__ import annotations

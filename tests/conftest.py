@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mirror.cli import main
+from mirror.console.cli import main
 from tests.support.daemon import RunningDaemon
 from tests.support.fake_ecr import REGION, FakeEcr, fake_ecr, moto_server
 from tests.support.hub import DockerHubFront

@@ -1,4 +1,9 @@
-"""Config: the YAML schema (model) and its loader with line-numbered errors (load)."""
+"""Config: the YAML schema (model) and its loader with line-numbered errors (load), the
+tag rules' meaning (selection), and the AWS rules a config is checked against offline
+(lifecycle policies, the upstreams ECR can cache).
+
+May import: mirror.oci and the shared leaves.
+"""
 
 from mirror.config.load import (
     DEFAULT_CONFIG_PATH,

@@ -20,11 +20,11 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.reader import ReaderError
 
+from mirror.config.lifecycle import DEFAULT_POLICY, load_policy
 from mirror.config.model import ArtifactSettings, ImageSpec, MirrorConfig, TagRule
 from mirror.config.source import config_base_dir, read_config_text
 from mirror.durations import parse_duration
 from mirror.errors import ConfigError
-from mirror.lifecycle import DEFAULT_POLICY, load_policy
 from mirror.oci.reference import (
     DEFAULT_REGISTRY,
     DOCKER_HUB_ALIASES,

@@ -1,4 +1,4 @@
-"""The config schema (SPEC.md), validated by pydantic; every section rejects unknown keys.
+"""The config schema (docs/config.md), validated by pydantic; every section rejects unknown keys.
 
 Values that can be checked without the network (references, platforms, regexes, semver
 ranges) are checked here, so a bad config fails before anything is touched.
@@ -23,13 +23,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from mirror.config.cacheable import ptc_upstream
+from mirror.config.selection import parse_semver_range
 from mirror.durations import parse_duration
 from mirror.errors import MirrorError
 from mirror.oci.grammar import ecr_registry_region, is_aws_region, is_tag
 from mirror.oci.limits import Timeouts
 from mirror.oci.reference import parse_reference
 from mirror.oci.types import Platform
-from mirror.selection import parse_semver_range
 
 __all__ = [
     "Concurrency",
@@ -700,8 +701,6 @@ class MirrorConfig(Section):
 
     @model_validator(mode="after")
     def _pull_through_cache(self) -> MirrorConfig:
-        from mirror.ptc import ptc_upstream  # the list of upstreams ECR can cache
-
         for host, settings in self.registries.items():
             if settings.mode != "pull-through-cache":
                 continue

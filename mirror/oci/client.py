@@ -42,6 +42,8 @@ from mirror.oci.limits import (
     request_timeout,
 )
 from mirror.oci.origin import same_origin
+from mirror.oci.retry import RetryPolicy
+from mirror.oci.throttle import Pacer
 from mirror.oci.types import (
     ACCEPT_MANIFESTS,
     OCI_INDEX,
@@ -52,8 +54,6 @@ from mirror.oci.types import (
     parse_manifest,
     parse_tag_page,
 )
-from mirror.quota import Pacer
-from mirror.retry import RetryPolicy
 
 __all__ = ["RegistryClient", "next_link"]
 

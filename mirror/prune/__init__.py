@@ -2,6 +2,8 @@
 
 The plan comes first and is always printed; deletion happens only with `--apply` (or in
 the daemon with prune.enabled), by digest, indexes before their children, in batches.
+
+May import: mirror.engine, mirror.aws, mirror.config, mirror.oci and the shared leaves.
 """
 
 from __future__ import annotations
@@ -11,19 +13,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mirror.aws.ecr import AwsError, call_aws
+from mirror.aws.ptc import ptc_prefix
 from mirror.config import Config
+from mirror.config.lifecycle import can_archive
 from mirror.config.source import config_base_dir
-from mirror.ecr import AwsError, call_aws
-from mirror.lifecycle import can_archive
-from mirror.naming import target_repository
+from mirror.engine.naming import target_repository
+from mirror.engine.report import PassReport
+from mirror.engine.sync import pull_through_cached, resolve_jobs
+from mirror.engine.wiring import Clients
 from mirror.oci.reference import parse_reference
 from mirror.prune.inuse import PruneAborted, Use, collect_uses
 from mirror.prune.plan import Decision, Scope, build_plan
 from mirror.prune.restore import restore_pinned
-from mirror.ptc import ptc_prefix
-from mirror.report import PassReport
-from mirror.sync import pull_through_cached, resolve_jobs
-from mirror.wiring import Clients
 
 __all__ = ["PruneAborted", "PruneReport", "restore_after_pass", "run_prune"]
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mirror.aws.ecr import AwsError, call_aws
 from mirror.config.model import PruneSettings
 from mirror.config.source import is_remote, read_config_text
-from mirror.ecr import AwsError, call_aws
 from mirror.errors import ConfigError, MirrorError
 
 __all__ = ["PruneAborted", "Use", "collect_uses"]

@@ -20,9 +20,9 @@ from typing import Any
 
 import structlog
 
-from mirror.ecr import OWNER_TAG, OWNER_VALUE, PREFIX_TAG, AwsError, call_aws, owned
+from mirror.aws.ecr import OWNER_TAG, OWNER_VALUE, PREFIX_TAG, AwsError, call_aws, owned
+from mirror.engine.naming import target_repository
 from mirror.errors import MirrorError
-from mirror.naming import target_repository
 from mirror.oci.reference import parse_reference
 from mirror.oci.types import DOCKER_MANIFEST, INDEX_TYPES, OCI_MANIFEST
 from mirror.prune.inuse import PruneAborted, Use

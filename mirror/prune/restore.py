@@ -18,12 +18,12 @@ from typing import Any
 
 import structlog
 
-from mirror.ecr import AwsError, call_aws
+from mirror.aws.ecr import AwsError, call_aws
+from mirror.engine.report import ErrorInfo
 from mirror.errors import MirrorError
 from mirror.oci.types import INDEX_TYPES
 from mirror.prune.inuse import PruneAborted, Use
 from mirror.prune.plan import Scope, index_children
-from mirror.report import ErrorInfo
 from mirror.threads import ContextPool
 
 __all__ = ["Restored", "restore_pinned"]

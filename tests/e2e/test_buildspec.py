@@ -14,7 +14,7 @@ import boto3
 import pytest
 from ruamel.yaml import YAML
 
-from mirror.publish import SSM_STANDARD_LIMIT
+from mirror.include.publish import SSM_STANDARD_LIMIT
 from tests.support import skopeo
 from tests.support.fake_ecr import ECR_CREDS
 from tests.support.images import Image, Index, Seeder, random_blob

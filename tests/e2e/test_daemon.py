@@ -41,7 +41,7 @@ def test_the_daemon_syncs_at_start_and_on_schedule_and_reports_health_and_metric
     assert 'mirror_passes_total{result="ok"}' in metrics
     assert "mirror_last_success_timestamp_seconds" in metrics
     checked = subprocess.run(
-        [sys.executable, "-m", "mirror.cli", "health", "--port", str(port)],
+        [sys.executable, "-m", "mirror", "health", "--port", str(port)],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout
@@ -156,7 +156,7 @@ def test_idle_connections_and_a_slow_loris_neither_stop_health_nor_passes(
         for _ in range(4):  # a header byte every half second, never finishing
             started = time.monotonic()
             checked = subprocess.run(
-                [sys.executable, "-m", "mirror.cli", "health", "--port", str(port)],
+                [sys.executable, "-m", "mirror", "health", "--port", str(port)],
                 cwd=ROOT, capture_output=True, text=True, timeout=30,
             )  # fmt: skip
             assert checked.returncode == 0, checked.stdout

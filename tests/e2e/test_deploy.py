@@ -16,10 +16,10 @@ import boto3
 import pytest
 from cfnlint.decode import decode
 
+from mirror.aws.iam import policy_document
 from mirror.config import load_config
 from mirror.config.model import DaemonSettings
-from mirror.daemon import HEARTBEAT_SECONDS
-from mirror.iam import policy_document
+from mirror.service.daemon import HEARTBEAT_SECONDS
 from tests.support.sns_delivery import delivery_problems
 
 pytestmark = [
@@ -418,8 +418,8 @@ def test_without_features_the_task_role_grants_none_of_their_actions(aws):
 
 def emitted_metric_names() -> set[str]:
     """Every metric name mirror's EMF documents carry, from a pass with a registry."""
-    from mirror.emf import EmfSettings, heartbeat, pass_documents
-    from mirror.report import CredentialUsage, PassReport, RegistryUsage
+    from mirror.engine.report import CredentialUsage, PassReport, RegistryUsage
+    from mirror.service.emf import EmfSettings, heartbeat, pass_documents
 
     report = PassReport(command="sync")
     report.registries = [RegistryUsage("docker.io", [CredentialUsage("anonymous", 1, 100, 9)])]

@@ -10,15 +10,15 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from mirror.aws.ecr import Ecr
+from mirror.aws.iam import DATA_PLANE_PUSH
 from mirror.config import load_config
-from mirror.ecr import Ecr
-from mirror.iam import DATA_PLANE_PUSH
-from mirror.lifecycle import DEFAULT_POLICY
-from mirror.log import setup_logging
+from mirror.config.lifecycle import DEFAULT_POLICY
+from mirror.console.log import setup_logging
+from mirror.engine.sync import SyncOptions, run_pass
+from mirror.engine.wiring import Clients
 from mirror.oci.auth import Credentials
 from mirror.prune import restore_after_pass
-from mirror.sync import SyncOptions, run_pass
-from mirror.wiring import Clients
 from tests.support import skopeo
 from tests.support.ecr_front import EcrFront
 from tests.support.fake_ecr import ACCOUNT, ECR_CREDS, FakeEcr
@@ -328,7 +328,7 @@ def test_an_immutable_tag_that_moved_upstream_fails_with_a_hint(ecr, hub, seeder
 def test_a_repository_near_its_image_quota_is_warned_about(
     ecr, hub, seeder, tmp_path, monkeypatch, capsys, console_logs
 ):
-    monkeypatch.setattr("mirror.ecr.IMAGES_PER_REPOSITORY", 2)
+    monkeypatch.setattr("mirror.aws.ecr.IMAGES_PER_REPOSITORY", 2)
     seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
     name = "mirror/docker-hub/library/nginx"
     client = boto3.client("ecr")
@@ -441,7 +441,7 @@ def test_replication_is_configured_for_the_prefix_with_each_destination(
     # are kept, against the real ECR model with botocore's Stubber.
     templates: list[tuple[str, dict]] = []
     monkeypatch.setattr(
-        "mirror.replication.ensure_template",
+        "mirror.aws.replication.ensure_template",
         lambda client, template: templates.append((client.meta.region_name, template)),
     )
     seeder.push("library/nginx", "1.16", Image([random_blob(500)]))
@@ -496,7 +496,7 @@ def test_a_referrer_ecr_refuses_with_405_is_a_warning_on_an_image_in_place(
 def test_a_replica_gets_what_was_mirrored_before_its_rule_existed(
     ecr, hub, seeder, tmp_path, mirror, monkeypatch
 ):
-    monkeypatch.setattr("mirror.replication.ensure_template", lambda client, template: None)
+    monkeypatch.setattr("mirror.aws.replication.ensure_template", lambda client, template: None)
     index = seeder.push(
         "library/python",
         "3.12",

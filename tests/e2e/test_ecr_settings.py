@@ -8,7 +8,7 @@ import json
 import boto3
 import pytest
 
-from mirror.lifecycle import DEFAULT_POLICY
+from mirror.config.lifecycle import DEFAULT_POLICY
 from tests.e2e.test_ecr import ecr_config
 from tests.support import skopeo
 from tests.support.fake_ecr import ECR_CREDS, InvalidTagParameterException, refuse

@@ -1,4 +1,4 @@
-"""Every user-facing failure is one sentence with the exit code SPEC.md gives, never a
+"""Every user-facing failure is one sentence with the exit code the README gives, never a
 traceback, and nothing half-done: a broken pipe never stops a pass, a report or output that
 cannot be written is refused before work or names its path, and leaves no stray file."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.cli import main
+from mirror.console.cli import main
 from tests.support import skopeo
 from tests.support.images import Image, random_blob
 
@@ -106,10 +106,15 @@ def test_an_output_that_cannot_be_written_names_its_path_and_leaves_nothing(
 
 def test_an_output_to_a_missing_bucket_is_named(synced, aws, capsys):
     code, _, err = run(
-        capsys, "lock", "--config", str(synced), "--output", "s3://missing-bucket/mirror.lock"
+        capsys,
+        "lock",
+        "--config",
+        str(synced),
+        "--output",
+        "s3://missing-bucket/mirror.include.lock",
     )
     assert code == 1
-    assert_one_sentence(err, "--output s3://missing-bucket/mirror.lock", "NoSuchBucket")
+    assert_one_sentence(err, "--output s3://missing-bucket/mirror.include.lock", "NoSuchBucket")
 
 
 @pytest.mark.parametrize(
@@ -137,7 +142,7 @@ def test_a_reader_that_goes_away_never_stops_the_pass(
     }
     config = write_config(target, "\n".join(f"- {n}:1" for n in digests), docker_io=hub.url)
     process = subprocess.Popen(
-        [sys.executable, "-m", "mirror.cli", "sync", "--config", str(config),
+        [sys.executable, "-m", "mirror", "sync", "--config", str(config),
          "--log-format", log_format],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -174,7 +179,7 @@ def test_the_live_display_shows_bytes_and_who_waits_for_quota_and_a_pipe_gets_pl
 
 
 def _every_command() -> list[str]:
-    from mirror.cli import COMMANDS
+    from mirror.console.cli import COMMANDS
 
     return sorted(COMMANDS)
 

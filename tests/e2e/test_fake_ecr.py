@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from mirror.lifecycle import DEFAULT_POLICY
+from mirror.config.lifecycle import DEFAULT_POLICY
 from tests.support.lifecycle_cases import ACCEPTED, REFUSED
 
 pytestmark = pytest.mark.e2e

@@ -224,7 +224,7 @@ def test_oversized_and_gzip_bombed_manifests_are_refused_without_being_held(
     # Measured by bench/rusage.py: a process started from this (large) test process would
     # report this process's pages as its own.
     measured = tmp_path / "rusage.txt"
-    sync = [sys.executable, "-m", "mirror.cli", "sync", "--config", str(config)]
+    sync = [sys.executable, "-m", "mirror", "sync", "--config", str(config)]
     done = subprocess.run(
         [sys.executable, "-m", "bench.rusage", str(measured), "--", *sync, "--report", str(report)],
         cwd=ROOT,
@@ -432,7 +432,7 @@ def peak_rss_of_sync(config: Path, report: Path, measured: Path) -> tuple[int, i
     """`mirror sync` in a process of its own, measured by bench/rusage.py: (exit code,
     peak RSS in KiB). A process started from this (large) test process would report this
     process's pages as its own."""
-    sync = [sys.executable, "-m", "mirror.cli", "sync", "--config", str(config)]
+    sync = [sys.executable, "-m", "mirror", "sync", "--config", str(config)]
     done = subprocess.run(
         [sys.executable, "-m", "bench.rusage", str(measured), "--", *sync, "--report", str(report)],
         cwd=ROOT,
@@ -551,8 +551,8 @@ def test_a_repository_mirror_did_not_create_is_written_to_but_never_taken_over(
 def test_idle_connections_from_one_address_cannot_shut_out_the_containers_health_check():
     import socket
 
-    from mirror.health import MAX_CONNECTIONS, HealthServer, Page
-    from mirror.healthcheck import ask
+    from mirror.service.health import MAX_CONNECTIONS, HealthServer, Page
+    from mirror.service.healthcheck import ask
     from tests.support.registry import free_port
 
     port = free_port()
@@ -591,7 +591,7 @@ def test_a_bucket_of_another_account_receives_no_include_and_serves_no_config(
 ):
     import boto3
 
-    from mirror.cli import main
+    from mirror.console.cli import main
 
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="builds")  # in moto's account, 123456789012

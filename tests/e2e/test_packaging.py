@@ -96,7 +96,7 @@ def test_the_release_artifacts_are_named_versioned_licensed_and_pass_twine_check
     assert not [f for f in files if f.startswith("tests/")]
     with tarfile.open(next(dist.glob("*.tar.gz"))) as sdist:
         members = {m.name.split("/", 1)[1] for m in sdist.getmembers() if "/" in m.name}
-    assert {"LICENSE", "NOTICE", "README.md", "pyproject.toml", "mirror/cli.py"} <= members
+    assert {"LICENSE", "NOTICE", "README.md", "pyproject.toml", "mirror/console/cli.py"} <= members
 
 
 def test_every_subcommand_of_the_installed_wheel_has_help(installed):
@@ -109,7 +109,7 @@ def test_every_subcommand_of_the_installed_wheel_has_help(installed):
 
 
 def _subcommands() -> list[str]:
-    from mirror.cli import _parser
+    from mirror.console.cli import _parser
 
     (commands,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
     return list(commands.choices)

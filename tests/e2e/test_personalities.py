@@ -57,7 +57,7 @@ def test_registry_k8s_io_redirects_every_read_and_mirror_follows(
     upstream, target, seeder, mirror, write_config
 ):
     # registry.k8s.io answers /v2/ and 307-redirects every other /v2/ request to Artifact
-    # Registry (k8s-artifacts-prod) (shared/LAB.md; kubernetes/registry.k8s.io docs).
+    # Registry (k8s-artifacts-prod) (kubernetes/registry.k8s.io docs).
     digests = seed_k8s(seeder)
     with K8sRegistry(upstream.url) as k8s:
         config = k8s_config(write_config, target, k8s.url, K8S_IMAGES)
@@ -96,7 +96,7 @@ def test_a_redirect_target_with_its_own_realm_gets_an_anonymous_token_not_the_ac
 def test_a_failing_token_realm_is_retried_not_blamed_on_the_credentials(
     hub, target, seeder, mirror, write_config
 ):
-    # auth.docker.io has 429s and 5xx of its own (shared/LAB.md, "Real registries").
+    # auth.docker.io, Docker Hub's token service, answers 429s and 5xx of its own.
     digest = seeder.push("library/nginx", "1.16", Image([random_blob(1000)]))
     hub.token_failures = [503, 429]
     config = write_config(target, "- nginx:1.16", docker_io=hub.url)
@@ -310,7 +310,7 @@ def test_a_target_that_dies_mid_sync_fails_the_rest_within_30_seconds(
             [
                 sys.executable,
                 "-m",
-                "mirror.cli",
+                "mirror",
                 "sync",
                 "--config",
                 str(config),

@@ -11,12 +11,12 @@ from pathlib import Path
 import boto3
 import pytest
 
+from mirror.aws.ecr import ownership_tags
 from mirror.config import load_config
-from mirror.daemon import Daemon
-from mirror.ecr import ownership_tags
+from mirror.config.lifecycle import DEFAULT_POLICY
+from mirror.engine.wiring import Clients
 from mirror.errors import ConfigError
-from mirror.lifecycle import DEFAULT_POLICY
-from mirror.wiring import Clients
+from mirror.service.daemon import Daemon
 from tests.support.fake_ecr import ACCOUNT, FakeEcr
 from tests.support.images import Image, random_blob
 from tests.support.registry import free_port

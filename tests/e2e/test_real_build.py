@@ -4,7 +4,7 @@ A tiny base (busybox on scratch) and a tools image are built with podman, pushed
 upstream registry, mirrored, and the upstream is stopped. The generated include then runs
 unchanged with `docker` mapped to podman, and `podman build --pull=never` builds a
 Dockerfile that names the images as it always did, with a RUN step. podman runs here with
-the vfs driver and chroot isolation (shared/LAB.md); .ci/install installs it.
+the vfs driver and chroot isolation (no Docker engine here); .ci/install installs it.
 """
 
 from __future__ import annotations

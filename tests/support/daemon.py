@@ -35,7 +35,7 @@ class RunningDaemon:
         self.port = port
         self.log = log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mirror.cli", "daemon", "--config", str(config)],
+            [sys.executable, "-m", "mirror", "daemon", "--config", str(config)],
             cwd=ROOT,
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,

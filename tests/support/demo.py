@@ -59,7 +59,7 @@ def seed(hub_backend: str, quay: str) -> dict[str, str]:
 
 
 def mirror(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "mirror.cli", *args, "--config", str(CONFIG)]
+    command = [sys.executable, "-m", "mirror", *args, "--config", str(CONFIG)]
     print(f"\n$ mirror {' '.join(args)} --config config/demo.yaml", flush=True)
     result = subprocess.run(command, text=True, capture_output=True)
     print(result.stdout, end="")

@@ -24,7 +24,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 IN_TOTO = "application/vnd.in-toto+json"
-# Without all four, distribution answers 404 for OCI content (LAB.md).
+# Without all four, distribution answers 404 for OCI content (measured on docker-registry 2.8).
 ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
 
 

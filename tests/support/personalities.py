@@ -4,7 +4,7 @@ registry.k8s.io answers `GET /v2/` itself and 307-redirects every other `/v2/<na
 request to a regional Artifact Registry backend,
 `<region>-docker.pkg.dev/v2/k8s-artifacts-prod/images/<name>/...`, which serves
 anonymously or challenges with its own Bearer realm, and sends blobs on to storage.
-Sources: shared/LAB.md ("Real registries that tests cannot reach") and the
+Sources: the registry.k8s.io documentation and the
 kubernetes/registry.k8s.io project's own description of its redirects.
 
 `K8sRegistry.url` is the registry.k8s.io stand-in; `.backend_url` the Artifact Registry

@@ -1,0 +1,343 @@
+"""`mirror daemon`: `mirror sync` on a schedule, as an ECS service.
+
+- A first pass at start, then every `daemon.every` or at the daily `daemon.at` times
+  (UTC), through `schedule`; never two passes at once. Images deferred for quota come
+  back as soon as their registry's window allows, not only at the next scheduled pass.
+- The config is re-read before every pass; a broken one is reported (log, metric,
+  /healthz) and the last good one keeps running.
+- SIGTERM, which ECS sends: no new image starts, the ones in flight may finish within
+  `daemon.grace_seconds`, then the process exits 0. A second signal exits at once. Tags
+  are pushed last, so an abandoned image leaves no tag pointing at missing content.
+- `/healthz` on `daemon.health_port` means liveness (mirror/service/liveness.py): 503 only when
+  the daemon cannot do its job; failed and deferred images are in its body, in `/metrics`
+  (Prometheus), and in the EMF documents of the JSON log, which the template alarms on.
+  `mirror health` asks /healthz.
+- Every line of a pass carries that pass's `run_id`; the daemon's own lines carry its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import schedule
+import structlog
+
+from mirror.config import Config, load_config
+from mirror.config.model import DaemonSettings
+from mirror.engine.report import Action, PassReport
+from mirror.engine.sync import DUE_TOLERANCE, SyncOptions, run_pass
+from mirror.engine.wiring import Clients
+from mirror.errors import ConfigError, MirrorError
+from mirror.include.buildspec import collect_pulls, render, replica_registries
+from mirror.include.publish import publish
+from mirror.prune import restore_after_pass, run_prune
+from mirror.service.emf import emit, heartbeat, resolve_emf
+from mirror.service.health import HealthServer, Page, is_loopback
+from mirror.service.healthcheck import STATE_ENV, write_state
+from mirror.service.liveness import Liveness, pass_allowance
+from mirror.service.metrics import DaemonMetrics
+from mirror.service.pass_events import announce_pass
+from mirror.service.runs import bind_run, new_run_id
+
+__all__ = ["Daemon"]
+
+log = structlog.get_logger(__name__)
+TICK_SECONDS = 0.5
+HEARTBEAT_SECONDS = 300.0  # an EMF heartbeat while live; the template alarms on its absence
+FAILURES_SHOWN = 50  # in /healthz; the rest are in the logs
+
+
+@dataclass
+class _State:
+    started_at: float
+    last_success: float | None = None
+    last_pass_failed: bool = False
+    config_error: str | None = None
+    passes: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)  # the last pass's
+    deferred: int = 0
+
+
+class Daemon:
+    def __init__(self, config_source: str, *, shard: tuple[int, int], max_wait: float) -> None:
+        self._source = config_source
+        self._config = load_config(config_source)  # a broken config at start is exit 2
+        self._shard = shard
+        self._max_wait = max_wait
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._signals = 0
+        self._pass: threading.Thread | None = None
+        self._due_at: float | None = time.monotonic()  # the first pass, now
+        self._jobs = schedule.Scheduler()
+        self._settings: DaemonSettings | None = None
+        self._checked: dict[str, float] = {}  # target -> when it was last checked upstream
+        self._last_prune = 0.0
+        self.metrics = DaemonMetrics()
+        self.state = _State(started_at=time.time())
+        self._emf = resolve_emf(self._config.model.metrics)  # a bad override is exit 2
+        self._run_id = new_run_id()
+        self._beat_at = 0.0
+        self.liveness = Liveness(
+            unhealthy_after=self._config.model.daemon.unhealthy_after,
+            allowance=self._allowance(self._config),
+            ticked_at=time.monotonic(),
+        )
+
+    # --- health ----------------------------------------------------------------------
+    def _allowance(self, config: Config) -> float:
+        model = config.model
+        return pass_allowance(
+            model.daemon.unhealthy_after,
+            model.daemon.interval_seconds,
+            model.timeouts.resolved().image,
+            self._max_wait,
+        )
+
+    def problems(self) -> list[str]:
+        return self.liveness.problems(time.monotonic())
+
+    def healthy(self) -> bool:
+        return not self.problems()
+
+    def health(self, *, detailed: bool = True) -> dict[str, Any]:
+        """The /healthz body: liveness, then what went wrong with images (not a reason to
+        restart). The text of a config error only for a loopback listener (it may name
+        buckets, parameters or files)."""
+        error = self.state.config_error
+        problems = self.problems()
+        started = self.liveness.pass_started_at
+        return {
+            "status": "unhealthy" if problems else "ok",
+            "problems": problems,
+            "passes": self.state.passes,
+            "last_success": self.state.last_success,
+            "last_pass_failed": self.state.last_pass_failed,
+            "failed_images": self.state.failures,
+            "deferred_images": self.state.deferred,
+            "target_unreachable_passes": self.liveness.target_down_passes,
+            "pass_running_seconds": None if started is None else round(time.monotonic() - started),
+            "config_error": error if detailed or error is None else True,
+            "stopping": self._stop.is_set(),
+        }
+
+    # --- schedule --------------------------------------------------------------------
+    def _plan(self, settings: DaemonSettings) -> None:
+        if settings == self._settings:
+            return
+        self._jobs.clear()
+        if settings.at:
+            for time_of_day in settings.at:
+                self._jobs.every().day.at(time_of_day, "UTC").do(self.request_pass)
+        else:
+            self._jobs.every(int(settings.interval_seconds)).seconds.do(self.request_pass)
+        self._settings = settings
+        log.info("daemon_schedule", every=settings.every, at=settings.at)
+
+    def request_pass(self, delay: float = 0.0) -> None:
+        due = time.monotonic() + delay
+        self._due_at = due if self._due_at is None else min(self._due_at, due)
+        self._wake.set()
+
+    # --- one pass --------------------------------------------------------------------
+    def _reload(self) -> Config:
+        try:
+            config = load_config(self._source)
+        except ConfigError as exc:
+            self.state.config_error = str(exc)
+            self.metrics.config_errors.inc()
+            log.error("config_invalid", error=str(exc), hint="the last good config keeps running")
+            return self._config
+        self._config, self.state.config_error = config, None
+        self.liveness.unhealthy_after = config.model.daemon.unhealthy_after
+        self.liveness.allowance = self._allowance(config)
+        return config
+
+    def _run_pass(self) -> None:
+        bind_run(new_run_id())  # this thread's lines, and the blob threads it starts
+        self.liveness.pass_started_at = time.monotonic()
+        try:
+            self._pass_body()
+        finally:
+            self.liveness.pass_started_at = None
+
+    def _pass_body(self) -> None:
+        config = self._reload()
+        self._plan(config.model.daemon)
+        try:
+            clients = Clients(config)
+        except MirrorError as exc:  # ECR's login or the target's credentials: no target
+            log.error("pass_failed", error=str(exc), hint=exc.hint)
+            self.state.last_pass_failed = True
+            self.liveness.target_down_passes += 1
+            return
+        try:
+            options = SyncOptions(
+                max_wait=self._max_wait,
+                shard=self._shard,
+                stop=self._stop,
+                checked_at=self._checked,
+                default_refresh=config.model.daemon.interval_seconds,
+            )
+            report = run_pass(config, clients, options)
+            restore_after_pass(config, clients, report)
+            down = clients.target_breaker.open
+            self.liveness.target_down_passes = self.liveness.target_down_passes + 1 if down else 0
+            self._after(config, clients, report)
+        except Exception:  # a bug must not kill the service; the next pass tries again
+            log.exception("pass_crashed")
+            self.state.last_pass_failed = True
+        finally:
+            clients.close()
+
+    def _after(self, config: Config, clients: Clients, report: PassReport) -> None:
+        finished = time.time()
+        self.state.passes += 1
+        self.state.last_pass_failed = report.failed
+        if not report.failed:
+            self.state.last_success = finished
+        self.state.failures = report.failures(FAILURES_SHOWN)
+        self.state.deferred = report.count(Action.DEFERRED)
+        self.metrics.record(report, finished)
+        announce_pass(report, config.model.metrics, self._emf)
+        if report.retry_in is not None and not self._stop.is_set():
+            self.request_pass(delay=report.retry_in)
+        refreshes = [e.refresh for e in config.images if e.refresh is not None]
+        if refreshes and not self._stop.is_set():
+            self.request_pass(delay=min(refreshes))  # images with a short refresh
+        prune = config.model.prune
+        interval = config.model.daemon.interval_seconds
+        due = finished - self._last_prune >= interval * DUE_TOLERANCE  # not on refresh passes
+        if prune and prune.enabled and due and not report.failed and not self._stop.is_set():
+            self._last_prune = finished
+            self._prune(config, clients)
+        publishing = config.model.daemon.publish_buildspec
+        if publishing and report.count(Action.COPIED) and not self._stop.is_set():
+            try:
+                pulls, warnings = collect_pulls(config, clients)
+            except MirrorError as exc:  # the last good include stays published
+                log.error("buildspec_not_published", error=str(exc), hint=exc.hint)
+                return
+            for warning in warnings:
+                log.warning("buildspec_left_out", detail=warning)
+            registry = clients.target_registry
+            replicas = replica_registries(config, registry)
+            text = render(publishing.format, config, registry, pulls, replicas)
+            try:
+                where = publish(text, publishing.output, publishing.format)
+            except MirrorError as exc:  # too large, or refused: the last good one stays
+                log.error("buildspec_not_published", error=str(exc), hint=exc.hint)
+                return
+            log.info("buildspec_published", destination=where, images=len(pulls))
+
+    def _prune(self, config: Config, clients: Clients) -> None:
+        """After a pass without failures only: a failed pass may not have resolved every
+        tag the config selects, and prune must never act on a partial picture."""
+        try:
+            pruned = run_prune(config, clients, apply=True)
+        except MirrorError as exc:
+            log.error("prune_aborted", error=str(exc))
+            self.metrics.prune_failures.inc()
+            return
+        for decision in pruned.to_delete:
+            log.info(
+                "prune_deleted" if decision.result == "deleted" else "prune_failed",
+                repository=decision.repository,
+                digest=decision.digest,
+                tags=decision.tags,
+                reason=decision.reason,
+                result=decision.result,
+            )
+        self.metrics.pruned.inc(pruned.deleted)
+        self.metrics.prune_failures.inc(len(pruned.failed))
+        log.info("prune_done", deleted=pruned.deleted, kept=pruned.kept, failed=len(pruned.failed))
+
+    # --- main loop -------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("daemon_exit_now", signal=signum)
+            logging_flush()
+            os._exit(0)
+        log.info("daemon_stopping", signal=signum, grace_seconds=self._grace())
+        self._stop.set()
+        self._wake.set()
+
+    def _grace(self) -> float:
+        return self._config.model.daemon.grace_seconds
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.liveness.ticked_at = now
+        if now - self._beat_at >= HEARTBEAT_SECONDS and self.healthy():
+            self._beat_at = now
+            emit(self._config.model.metrics, [heartbeat(self._emf)])
+
+    def run(self) -> int:
+        bind_run(self._run_id)
+        settings = self._config.model.daemon
+        server = _health_server(self, settings.health_address, settings.health_port)
+        server.start()
+        state = _announce(settings.health_address, settings.health_port)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self._plan(settings)
+        log.info("daemon_started", health_port=settings.health_port, shard=list(self._shard))
+        while not self._stop.is_set():
+            self._tick()
+            self._jobs.run_pending()
+            busy = self._pass is not None and self._pass.is_alive()
+            if self._due_at is not None and self._due_at <= time.monotonic() and not busy:
+                self._due_at = None
+                self._pass = threading.Thread(target=self._run_pass, name="pass", daemon=True)
+                self._pass.start()
+            self._wake.wait(TICK_SECONDS)
+            self._wake.clear()
+        if self._pass is not None:
+            self._pass.join(self._grace())
+            if self._pass.is_alive():
+                log.warning("daemon_abandoned_work", grace_seconds=self._grace())
+                logging_flush()
+                os._exit(0)  # in-flight uploads are cut; their tags were never written
+        server.stop()
+        if state is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(state)
+        log.info("daemon_stopped")
+        return 0
+
+
+def logging_flush() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def _announce(address: str, port: int) -> str | None:
+    """Where `mirror health` asks this daemon (mirror.service.healthcheck); without the file it
+    still works, only slower."""
+    try:
+        return write_state(address, port)
+    except OSError as exc:
+        log.warning("health_state_not_written", error=str(exc), hint=f"set {STATE_ENV}")
+        return None
+
+
+def _health_server(daemon: Daemon, address: str, port: int) -> HealthServer:
+    def healthz() -> Page:
+        health = daemon.health(detailed=is_loopback(address))  # liveness is judged once
+        status = 200 if health["status"] == "ok" else 503
+        return Page(status, "application/json", json.dumps(health).encode())
+
+    def metrics() -> Page:
+        return Page(200, "text/plain; version=0.0.4", daemon.metrics.render())
+
+    return HealthServer(address, port, {"/healthz": healthz, "/metrics": metrics})
