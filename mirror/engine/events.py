@@ -23,7 +23,13 @@ from typing import Any, Protocol
 
 import httpx
 import structlog
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_when_event_set,
+    wait_random_exponential,
+)
 
 from mirror.config.model import EventSink
 from mirror.engine.report import ImageResult
@@ -38,6 +44,7 @@ EVENT_TYPE = "mirror.tag.moved"
 DETAIL_TYPE = "Mirrored tag moved"
 SIGNATURE_HEADER = "X-Mirror-Signature-256"
 FLUSH_SECONDS = 30.0
+STOP_SECONDS = 2.0  # after the flush: for a request under way to end
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,7 @@ class EventPublisher:
         self._queue: queue.Queue[TagMoved | None] = queue.Queue()
         self._undelivered: dict[tuple[str, str], TagMoved] = {}
         self._lock = threading.Lock()
+        self._closed = threading.Event()  # the pass is over: stop retrying
         self.sent = 0
         self.failed = 0
         # In the pass's context: an undelivered event is logged with its run_id.
@@ -221,13 +229,15 @@ class EventPublisher:
     def _work(self) -> None:
         while (event := self._queue.get()) is not None:
             for sender, attempts in self._senders:
-                self._deliver(sender, attempts, event)
+                if not self._closed.is_set():  # else close() has logged it undelivered
+                    self._deliver(sender, attempts, event)
 
     def _deliver(self, sender: _Sender, attempts: int, event: TagMoved) -> None:
         retrying = Retrying(
-            stop=stop_after_attempt(attempts),
+            stop=stop_after_attempt(attempts) | stop_when_event_set(self._closed),
             wait=wait_random_exponential(multiplier=self._initial_wait, max=10.0),
             retry=retry_if_exception_type(Transient),
+            sleep=self._pause,
             reraise=True,
         )
         try:
@@ -244,11 +254,18 @@ class EventPublisher:
                 self.sent += 1
         log.info("event_sent", sink=sender.name, id=event.id, target=event.target)
 
+    def _pause(self, seconds: float) -> None:
+        """The wait between attempts, which ends when the pass does."""
+        self._closed.wait(seconds)
+
     def close(self, timeout: float = FLUSH_SECONDS) -> None:
-        """Wait up to `timeout` for deliveries in progress; what is left is logged."""
+        """Wait up to `timeout` for deliveries in progress; what is left is logged, and
+        the thread stops retrying (it would outlive the pass, into the next one)."""
         self._queue.put(None)
         self._thread.join(timeout)
-        if not self._thread.is_alive():  # else it still uses them, until it gives up
+        self._closed.set()
+        self._thread.join(STOP_SECONDS)
+        if not self._thread.is_alive():  # else a request is still under way
             for sender, _ in self._senders:
                 sender.close()
         with self._lock:

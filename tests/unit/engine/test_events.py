@@ -60,3 +60,13 @@ def test_an_event_still_retrying_when_the_pass_ends_is_counted_and_logged():
     (undelivered,) = [entry for entry in logs if entry["event"] == "event_undelivered"]
     assert undelivered["change"]["new_digest"] == "sha256:" + "b" * 64
 
+
+def test_a_closed_publisher_stops_retrying_instead_of_outliving_the_pass():
+    nobody = f"http://127.0.0.1:{free_port()}/hook"
+    publisher = EventPublisher(
+        [EventSink(webhook=WebhookSink(url=nobody), attempts=20)], initial_wait=5.0
+    )
+    publisher.publish(moved())
+    publisher.close(timeout=0.3)
+
+    assert not publisher._thread.is_alive()  # no request to anyone after the pass
