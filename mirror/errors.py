@@ -19,6 +19,7 @@
         │                           a 404 that is no registry's answer): a GET decides
         ├── TooManyRequestsError    429: a spent pull quota, or a request throttle
         ├── ServerError             5xx
+        │   └── StorageError        5xx to an upload: the target could not store it
         └── TokenRealmUnavailableError  the token realm answered 429 or 5xx
 
 Errors become exit codes only in the CLI.
@@ -27,6 +28,7 @@ Errors become exit codes only in the CLI.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import httpx
@@ -47,6 +49,7 @@ __all__ = [
     "RegistryError",
     "SelectionError",
     "ServerError",
+    "StorageError",
     "TokenRealmUnavailableError",
     "TooManyRequestsError",
     "UnavailableError",
@@ -207,6 +210,14 @@ class ServerError(RegistryError):
     """5xx from the registry: usually transient."""
 
 
+class StorageError(ServerError):
+    """5xx from the target to an upload (a full disk, a failing storage backend). Retried
+    a few times a pass, not by every blob: `retryable` turns false once the pass's
+    allowance is spent, and the rest fail at once."""
+
+    retryable = True
+
+
 class TokenRealmUnavailableError(RegistryError):
     """The token realm throttled (429) or failed (5xx): transient, never the credentials."""
 
@@ -237,6 +248,25 @@ def _retry_after(response: httpx.Response) -> float | None:
 _ERROR_CODE_RE = re.compile(r"[A-Z0-9_]{1,64}", re.ASCII)
 
 
+def _detail_reason(detail: object, depth: int = 0) -> str:
+    """The why of an error's `detail`: a sentence (of a long Go error chain, `write
+    /var/lib/registry/...: no space left on device`, its last link), or, where the detail
+    is a Go error as an object (distribution's storage errors), its system error number
+    (`Err`, such as 28 for a full disk), looked for a few levels down."""
+    if isinstance(detail, str):
+        detail = detail.strip()
+        return detail if len(detail) <= 100 else detail.rsplit(": ", 1)[-1]
+    if not isinstance(detail, dict) or depth > 3:
+        return ""
+    number = detail.get("Err")
+    if isinstance(number, int) and not isinstance(number, bool) and 0 < number < 4096:
+        return os.strerror(number).lower()
+    for value in detail.values():
+        if isinstance(value, dict) and (reason := _detail_reason(value, depth + 1)):
+            return reason
+    return ""
+
+
 def _registry_errors(body: bytes) -> tuple[str, str]:
     """The first (code, message) of an OCI error body, or ("", "") when there is none.
 
@@ -252,6 +282,9 @@ def _registry_errors(body: bytes) -> tuple[str, str]:
     first = errors[0]
     code = str(first.get("code") or "")
     message = printable(str(first.get("message") or ""), limit=300)
+    reason = _detail_reason(first.get("detail"))
+    if reason:  # distribution says why here: a full disk
+        message += f" ({printable(reason, limit=200)})"
     return (code if _ERROR_CODE_RE.fullmatch(code) else ""), message
 
 
@@ -321,6 +354,8 @@ def error_from_response(response: httpx.Response, what: str, body: bytes) -> Reg
 
 def is_retryable(exc: BaseException) -> bool:
     """True for failures that may pass on their own: network, 5xx, 429, a replayed stream."""
+    if isinstance(exc, StorageError):
+        return exc.retryable
     if isinstance(exc, ServerError | TooManyRequestsError | TokenRealmUnavailableError):
         return True
     if isinstance(exc, RegistryError):

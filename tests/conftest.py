@@ -62,12 +62,13 @@ def hub_account(hub: DockerHubFront, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def daemon_for(tmp_path: Path) -> Iterator[Callable[[Path, int], RunningDaemon]]:
-    """`daemon_for(config, port)`: a `mirror daemon` subprocess, killed after the test."""
+def daemon_for(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
+    """`daemon_for(config, port, env=None)`: a `mirror daemon` subprocess, killed after
+    the test."""
     started: list[RunningDaemon] = []
 
-    def start(config: Path, port: int) -> RunningDaemon:
-        running = RunningDaemon(config, port, tmp_path / f"daemon-{len(started)}.log")
+    def start(config: Path, port: int, env: dict[str, str] | None = None) -> RunningDaemon:
+        running = RunningDaemon(config, port, tmp_path / f"daemon-{len(started)}.log", env)
         started.append(running)
         return running
 

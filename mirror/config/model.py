@@ -423,7 +423,17 @@ class DaemonSettings(Section):
     health_address: str = "127.0.0.1"
     grace_seconds: float = Field(default=25, ge=0, le=120)
     unhealthy_after: int = Field(default=3, ge=1)  # scheduled intervals without a success
+    # After a pass in which images failed, they are tried again this much later (doubling
+    # while they keep failing, never later than the next scheduled pass).
+    retry_failed: str = "1m"
     publish_buildspec: PublishSettings | None = None
+
+    @field_validator("retry_failed")
+    @classmethod
+    def _retry_failed(cls, value: str) -> str:
+        if parse_duration(value) < 1:
+            raise ValueError("retry_failed must be at least 1s")
+        return value
 
     @field_validator("every")
     @classmethod

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import dataclasses
 import json
+import os
+import signal
 import sys
 import textwrap
+import threading
+import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -31,7 +37,7 @@ from mirror.engine.credentials import resolve_credentials
 from mirror.engine.naming import target_reference
 from mirror.engine.ratelimit import probe_rate_limits
 from mirror.engine.report import Action, ImageResult, PassReport, check_report_path, write_report
-from mirror.engine.sync import DEFAULT_MAX_WAIT_SECONDS, SyncOptions, run_pass
+from mirror.engine.sync import DEFAULT_MAX_WAIT_SECONDS, Pass, SyncOptions
 from mirror.engine.wiring import Clients, caller_account, target_registry_name
 from mirror.errors import ConfigError, MirrorError, printable
 from mirror.files import say
@@ -61,6 +67,8 @@ log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 FAILURES_SUMMARISED = 10
+DEFAULT_GRACE_SECONDS = 25.0
+STOP_POLL_SECONDS = 0.2
 
 
 EXIT_CODES = """exit codes:
@@ -234,6 +242,14 @@ def _parser() -> argparse.ArgumentParser:
         if name != "daemon":
             sub.add_argument("--report", type=Path, help="write a JSON report to this path")
         if name in ("sync", "copy"):
+            sub.add_argument(
+                "--grace",
+                type=_duration,
+                default=DEFAULT_GRACE_SECONDS,
+                metavar="DURATION",
+                help="after SIGTERM or Ctrl-C, how long images already copying may take to "
+                "finish (default 25s); then the report is written and mirror exits 1",
+            )
             sub.add_argument(
                 "--progress",
                 choices=["auto", "always", "never"],
@@ -606,31 +622,99 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         if live is not None:
             live.image_done(result.source, str(result.action))
 
+    stop = threading.Event()
     clients = Clients(config)
+    the_pass = Pass(
+        config,
+        clients,
+        SyncOptions(
+            dry_run=args.command == "plan",
+            max_wait=getattr(args, "max_wait", DEFAULT_MAX_WAIT_SECONDS),
+            shard=getattr(args, "shard", (0, 1)),
+            stop=stop,
+        ),
+        on_result=on_result if human else None,
+    )
+    abandoned = False
     try:
         with contextlib.ExitStack() as showing:
             if live is not None:
                 showing.enter_context(live)
                 showing.enter_context(progress.showing(live))
-            report = run_pass(
-                config,
-                clients,
-                SyncOptions(
-                    dry_run=args.command == "plan",
-                    max_wait=getattr(args, "max_wait", DEFAULT_MAX_WAIT_SECONDS),
-                    shard=getattr(args, "shard", (0, 1)),
-                ),
-                on_result=on_result if human else None,
-            )
-        restore_after_pass(config, clients, report)
+            with _stopped_by_signals(stop):
+                report, abandoned = _within_grace(
+                    the_pass, stop, getattr(args, "grace", DEFAULT_GRACE_SECONDS)
+                )
+        if not abandoned:
+            restore_after_pass(config, clients, report)
     finally:
-        clients.close()
+        if not abandoned:  # else the pass's threads still use them, until the exit
+            clients.close()
     if human:
         say(_summary(report))
     announce_pass(report, config.model.metrics, emf)
     if args.report:
         write_report(report, args.report)
-    return EXIT_FAILED if report.failed else EXIT_OK
+    code = EXIT_FAILED if report.failed else EXIT_OK
+    if abandoned:  # what was cut short cannot be joined: leave without waiting for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _within_grace(the_pass: Pass, stop: threading.Event, grace: float) -> tuple[PassReport, bool]:
+    """Run the pass on a thread of its own; once a stop is asked for, give the images
+    already copying `grace` seconds, then abandon them. (report, abandoned)."""
+    outcome: list[PassReport] = []
+    crash: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(the_pass.run())
+        except BaseException as exc:  # raised again on the main thread
+            crash.append(exc)
+
+    worker = threading.Thread(
+        target=contextvars.copy_context().run, args=(run,), name="pass", daemon=True
+    )
+    worker.start()
+    stop_by: float | None = None
+    while worker.is_alive():
+        worker.join(STOP_POLL_SECONDS)
+        if stop.is_set() and stop_by is None:
+            stop_by = time.monotonic() + grace
+        if stop_by is not None and time.monotonic() >= stop_by and worker.is_alive():
+            log.warning("sync_abandoned_work", grace_seconds=grace)
+            return the_pass.abandon(), True
+    if crash:
+        raise crash[0]
+    return outcome[0], False
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM (what ECS and CI runners send) and Ctrl-C ask the pass to stop: no image
+    starts, those copying may finish within --grace. A second signal exits at once."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            log.warning("sync_exit_now", signal=signum)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_FAILED)
+        log.info("sync_stopping", signal=signum)
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _live_progress(args: argparse.Namespace) -> LiveProgress | None:

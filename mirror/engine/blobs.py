@@ -26,6 +26,7 @@ from mirror.errors import (
     DownloadCutError,
     IntegrityError,
     RegistryError,
+    ServerError,
     is_retryable,
     printable,
 )
@@ -310,7 +311,12 @@ class BlobCopier:
     def _transfer(self, job: _BlobJob) -> BlobTransfer:
         """One attempt at the whole unit: check, mount or upload."""
         blob, target_repo = job.blob, job.target_repo
-        if self._target.blob_exists(target_repo, blob.digest):
+        try:
+            present = self._target.blob_exists(target_repo, blob.digest)
+        except ServerError as exc:  # it cannot say (a blob half written on a full disk)
+            log.warning("target_blob_unreadable", digest=blob.digest, error=str(exc))
+            present = False  # uploading it again rewrites it
+        if present:
             return BlobTransfer(BlobOutcome.SKIPPED)
         mount_from = self._mount_source(blob.digest, target_repo)
         location = self._target.start_upload(
@@ -323,6 +329,9 @@ class BlobCopier:
         verified = verified_chunks(chunks, blob.digest, blob.size, _progress(blob, job.image))
         try:
             self._target.finish_upload(location, blob.digest, blob.size, verified)
+        except BaseException:
+            self._target.cancel_upload(location)  # its partial data, never to complete
+            raise
         finally:
             chunks.close()  # the upstream connection, whatever became of the upload
         log.debug("blob_copied", digest=blob.digest, bytes=blob.size, repository=target_repo)

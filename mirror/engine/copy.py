@@ -29,6 +29,7 @@ from mirror.errors import (
     NotFoundError,
     RegistryError,
     SelectionError,
+    ServerError,
     UnsupportedError,
 )
 from mirror.oci.client import RegistryClient
@@ -99,7 +100,7 @@ class ImageCopier:
         tag or a digest already in the target costs no upstream request at all."""
         source = job.source
         if job.immutable:
-            existing = self._target.head_manifest(job.target.repository, job.target.identifier)
+            existing = self._held(job.target.repository, job.target.identifier)
             if existing is not None:
                 result.target_digest = existing.digest
                 result.upstream_checked = False
@@ -126,7 +127,7 @@ class ImageCopier:
                 hint="schema1 is deprecated and mirror does not copy it; pick a newer tag",
             )
         result.upstream_digest = head.digest or None
-        existing = self._target.head_manifest(job.target.repository, job.target.identifier)
+        existing = self._held(job.target.repository, job.target.identifier)
         if existing is not None:
             result.target_digest = existing.digest
         if existing is None:
@@ -136,6 +137,19 @@ class ImageCopier:
         else:  # another digest, or the registry does not say (a GET will tell)
             staleness = Staleness.CHANGED
         return Check(head, staleness, existing)
+
+    def _held(self, repository: str, reference: str) -> Descriptor | None:
+        """What the target holds under `reference`. A target that fails to say (5xx:
+        distribution whose disk filled mid-write can no longer read what it half wrote)
+        is taken to hold nothing: pushing again rewrites it, and costs no pull more than
+        a copy does."""
+        try:
+            return self._target.head_manifest(repository, reference)
+        except ServerError as exc:
+            log.warning(
+                "target_unreadable", repository=repository, reference=reference, error=str(exc)
+            )
+            return None
 
     def _holds(self, job: CopyJob, existing: Descriptor, upstream_digest: str) -> bool:
         """Whether the target tag holds the upstream `upstream_digest` already: the same
@@ -230,10 +244,10 @@ class ImageCopier:
     def copy_child(
         self, job: CopyJob, upstream: Upstream, child: Descriptor, result: ImageResult
     ) -> bool:
-        """Copy a manifest by digest unless the target has it; whether it was copied."""
+        """Copy a manifest by digest unless the target has it whole; whether it was copied."""
         target_repo = job.target.repository
-        if self._target.head_manifest(target_repo, child.digest) is not None:
-            return False
+        if self._held(target_repo, child.digest) is not None:
+            return self._make_whole(job, upstream, child, result)
         manifest = self.pull(upstream, job.source.repository, child.digest, child.digest, result)
         if manifest.is_index:
             for grandchild in manifest.children:
@@ -241,6 +255,21 @@ class ImageCopier:
         else:
             self._copy_blobs(job, upstream, manifest, result)
         self.put_manifest(target_repo, child.digest, manifest)
+        result.manifests_pushed += 1
+        return True
+
+    def _make_whole(
+        self, job: CopyJob, upstream: Upstream, child: Descriptor, result: ImageResult
+    ) -> bool:
+        """A child the target has, checked for its blobs (read from the target: no pull):
+        one whose uploads a full disk cut short would fail every index that names it. Its
+        missing blobs are copied and it is pushed again; whether it had to be."""
+        repository = job.target.repository
+        held = self._target.get_manifest(repository, child.digest)
+        if held.is_index or not self._copy_blobs(job, upstream, held, result):
+            return False
+        log.warning("child_made_whole", repository=repository, digest=child.digest)
+        self.put_manifest(repository, child.digest, held)
         result.manifests_pushed += 1
         return True
 
@@ -267,7 +296,8 @@ class ImageCopier:
 
     def _copy_blobs(
         self, job: CopyJob, upstream: Upstream, manifest: Manifest, result: ImageResult
-    ) -> None:
+    ) -> int:
+        """Every blob of `manifest` in the target; how many it lacked (copied or mounted)."""
         transfers = self._blobs.copy_all(
             upstream, job.source.repository, job.target.repository, manifest.blobs, str(job.source)
         )
@@ -279,3 +309,4 @@ class ImageCopier:
                 result.blobs_mounted += 1
             else:
                 result.blobs_skipped += 1
+        return sum(t.outcome is not BlobOutcome.SKIPPED for t in transfers)

@@ -46,6 +46,7 @@ from mirror.oci.limits import deadline
 from mirror.threads import ContextPool
 
 __all__ = [
+    "Pass",
     "Resolved",
     "SyncOptions",
     "in_shard",
@@ -69,8 +70,9 @@ class SyncOptions:
     max_wait: float = DEFAULT_MAX_WAIT_SECONDS  # seconds a pass may wait for quota
     shard: tuple[int, int] = (0, 1)  # (i, n): this run copies the i-th of n shares
     stop: threading.Event | None = None  # set: start no more images (the daemon's SIGTERM)
-    # The daemon's memory of when each target was last checked: an image is left out of a
-    # pass until its `refresh` (default: `default_refresh`) has passed. None: check all.
+    # The daemon's memory of when each target was last checked (monotonic seconds): an
+    # image is left out of a pass until its `refresh` (default: `default_refresh`) has
+    # passed. None: check all.
     checked_at: dict[str, float] | None = None
     default_refresh: float = 0.0
 
@@ -269,11 +271,23 @@ REFERRERS_REFUSED = (
 )
 
 
-class _Pass:
-    """The state of one pass; `run_pass` is its only entry point."""
+ABANDONED_HINT = (
+    "mirror was stopped (SIGTERM) and its grace period ran out while this image was "
+    "copying; nothing of it was tagged, and the next run copies it"
+)
+
+
+class Pass:
+    """The state of one pass: `run()` it (or `run_pass`). A stop request that outlasts its
+    grace period ends it with `abandon()` from another thread: the report then holds what
+    was done, the images cut short as ABANDONED, and those never started as STOPPING."""
 
     def __init__(
-        self, config: Config, clients: Clients, options: SyncOptions, on_result: OnResult | None
+        self,
+        config: Config,
+        clients: Clients,
+        options: SyncOptions,
+        on_result: OnResult | None = None,
     ) -> None:
         self.config = config
         self.clients = clients
@@ -288,10 +302,20 @@ class _Pass:
         )
         self.written: set[str] = set()  # target repositories this pass pushed to
         self.events: EventPublisher | None = None
+        self.jobs: list[CopyJob] = []  # what this pass set out to check
+        self._lock = threading.Lock()  # the report, against abandon()
+        self._recorded: set[str] = set()  # targets with a result
+        self._copying: dict[str, ImageResult] = {}  # targets being copied, as far as they got
+        self._abandoned = False
 
     def record(self, result: ImageResult) -> None:
-        result.finished_after = round(time.monotonic() - self.started, 3)
-        self.report.images.append(result)
+        with self._lock:
+            if self._abandoned:  # the report was written without it: it was cut short
+                return
+            result.finished_after = round(time.monotonic() - self.started, 3)
+            self.report.images.append(result)
+            self._recorded.add(result.target)
+            self._copying.pop(result.target, None)
         fields = result.to_json()
         if result.action is Action.FAILED:
             image_log.error("image_failed", **fields)
@@ -346,7 +370,7 @@ class _Pass:
                 self.fail(result, exc)
                 return None
             if self.options.checked_at is not None:
-                self.options.checked_at[str(job.target)] = time.time()
+                self.options.checked_at[str(job.target)] = time.monotonic()
             # A current image still goes through the copy step when its artifacts are to
             # be checked; an immutable one already mirrored is not asked about at all.
             artifacts_due = (
@@ -426,6 +450,8 @@ class _Pass:
         def work(item: _Pending, resumed: bool) -> None:
             upstream = self.clients.upstream(item.job.source.registry)
             result = item.result
+            with self._lock:
+                self._copying[result.target] = result
             try:
                 with deadline(self.clients.timeouts.image, f"copying {item.job.source}"):
                     copier.copy(item.job, upstream, result, None if resumed else item.check)
@@ -568,7 +594,7 @@ class _Pass:
             self.report.blob_mounting = self.clients.ecr.blob_mounting()
         if not self.target_refuses():
             self.replicate()
-            now = time.time()
+            now = time.monotonic()  # checked_at's clock: a wall clock that steps misleads
             unlisted: list[ImageEntry] = []
 
             def wanted(entry: ImageEntry) -> bool:
@@ -586,7 +612,7 @@ class _Pass:
             jobs = [j for j in jobs if in_shard(j, self.options.shard)]
             due = [j for j in jobs if is_due(j, self.options, now)]
             self.report.not_due = len(jobs) - len(due) + len(unlisted)
-            jobs = due
+            jobs = self.jobs = due
             for failure in failures:
                 self.record(failure)
             cached = [j for j in jobs if pull_through_cached(self.config, j.source.registry)]
@@ -616,6 +642,30 @@ class _Pass:
         if self.clients.ecr is not None:
             self.report.unowned_repositories = self.clients.ecr.unowned()
 
+    def abandon(self) -> PassReport:
+        """End the pass now, from another thread, with what it has: images being copied
+        are ABANDONED (failed: their tag was never written), the rest STOPPING."""
+        with self._lock:
+            self._abandoned = True
+            for job in self.jobs:
+                target = str(job.target)
+                if target in self._recorded:
+                    continue
+                result = self._copying.get(target) or ImageResult(str(job.source), target)
+                if target in self._copying:
+                    result.action = Action.FAILED
+                    result.error = ErrorInfo("ABANDONED", "cut short by a stop", ABANDONED_HINT)
+                else:
+                    result.action = Action.DEFERRED
+                    result.error = ErrorInfo(
+                        "STOPPING", "not started: mirror is shutting down", "the next run does"
+                    )
+                result.finished_after = round(time.monotonic() - self.started, 3)
+                self.report.images.append(result)
+            self.report.seconds = time.monotonic() - self.started
+            self.report.finished_at = time.time()
+            return self.report
+
 
 def run_pass(
     config: Config,
@@ -623,4 +673,4 @@ def run_pass(
     options: SyncOptions,
     on_result: OnResult | None = None,
 ) -> PassReport:
-    return _Pass(config, clients, options, on_result).run()
+    return Pass(config, clients, options, on_result).run()

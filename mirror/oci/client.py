@@ -12,17 +12,22 @@ blob transfer is split into open/upload steps so the copier can retry it as one 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import structlog
 
 from mirror.errors import (
     HeadUnsupportedError,
     InvalidUpstreamDataError,
+    MirrorError,
     NotFoundError,
+    ServerError,
+    StorageError,
     error_from_response,
     printable,
     safe_url,
@@ -57,11 +62,15 @@ from mirror.oci.types import (
 
 __all__ = ["RegistryClient", "next_link"]
 
+log = structlog.get_logger(__name__)
+
 
 # How registries without the referrers API answer it: 404 (the spec's signal), 400 or 405
 # (no such route), 406 (google/go-containerregistry#1962). A 200 that is not an OCI index
 # counts too.
 NO_REFERRERS_API = (400, 404, 405, 406)
+# Writes a pass retries after the registry failed to store them (5xx), all together.
+STORAGE_RETRIES = 3
 # A manifest HEAD with no route: 405 (distribution#1485, registry-cli#14), 501.
 HEAD_UNSUPPORTED = (405, 501)
 
@@ -156,6 +165,8 @@ class RegistryClient:
         self._manifest_puts = manifest_puts
         self._requests = requests
         self._confirm_heads = confirm_heads
+        self._lock = threading.Lock()
+        self._storage_retries = STORAGE_RETRIES
         self._breaker = breaker or Breaker(name, "REGISTRY_UNAVAILABLE")
 
     def _url(self, repository: str, *parts: str) -> httpx.URL:
@@ -193,16 +204,40 @@ class RegistryClient:
         except CONNECTION_FAILURES:
             self._breaker.failed()
             raise
+        except BaseException:  # connected, and then something else went wrong
+            self._breaker.answered()
+            raise
         self._breaker.answered()
         try:
             yield response
         finally:
             response.close()
 
-    def _check(self, response: httpx.Response, what: str) -> None:
-        """Anything but 2xx is an error, with the start of its body for code and message."""
+    def _check(self, response: httpx.Response, what: str, *, storing: bool = False) -> None:
+        """Anything but 2xx is an error, with the start of its body for code and message;
+        `storing`: a 5xx is the registry failing to store an upload (StorageError)."""
         if not 200 <= response.status_code < 300:
-            raise error_from_response(response, f"{self.name}: {what}", read_error_body(response))
+            error = error_from_response(response, f"{self.name}: {what}", read_error_body(response))
+            if storing and isinstance(error, ServerError):
+                raise self._storage_failure(error)
+            raise error
+
+    def _storage_failure(self, error: ServerError) -> StorageError:
+        """A write the registry failed to store. A full disk fails every upload alike: the
+        client (one per pass) retries STORAGE_RETRIES of them, then none."""
+        with self._lock:
+            retryable = self._storage_retries > 0
+            self._storage_retries -= retryable
+        failure = StorageError(
+            error.message,
+            status=error.status,
+            code="TARGET_STORAGE",
+            hint=f"{self.name} could not store what it was sent: check its disk or storage "
+            "backend; mirror retries storage failures a few times a pass",
+            retry_after=error.retry_after,
+        )
+        failure.retryable = retryable
+        return failure
 
     def _call(
         self,
@@ -313,13 +348,10 @@ class RegistryClient:
         def attempt() -> None:
             if self._manifest_puts is not None:
                 self._manifest_puts.wait()
-            self._call(
-                "PUT",
-                url,
-                f"push manifest {repository}:{reference}",
-                content=manifest.raw,
-                headers={"Content-Type": manifest.media_type},
-            )
+            headers = {"Content-Type": manifest.media_type}
+            with self._stream("PUT", url, content=manifest.raw, headers=headers) as response:
+                self._check(response, f"push manifest {repository}:{reference}", storing=True)
+                read_error_body(response)
 
         self._retry.call(attempt)
 
@@ -374,9 +406,9 @@ class RegistryClient:
             params = {"mount": require_digest(mount[0], self.name), "from": mount[1]}
             require_repository(mount[1], self.name)
         url = self._url(repository, "blobs", "uploads", "")
-        response, _ = self._require(
-            self._call("POST", url, f"start upload {repository}", params=params)
-        )
+        with self._stream("POST", url, params=params) as response:
+            self._check(response, f"start upload {repository}", storing=True)
+            read_error_body(response)
         if response.status_code == 201 and mount:
             return None
         location = response.headers.get("location")
@@ -387,16 +419,23 @@ class RegistryClient:
     def finish_upload(
         self, location: str, digest: str, size: int, chunks: Iterable[bytes | memoryview]
     ) -> None:
-        """Send the whole blob in one streamed PUT (ECR's chunked PATCH does not conform)."""
+        """Send the whole blob in one streamed PUT (ECR's chunked PATCH does not conform).
+        What the body's source raises (an upstream cut short) goes through unchanged."""
         url = httpx.URL(location).copy_merge_params({"digest": require_digest(digest, self.name)})
-        self._call(
-            "PUT",
-            url,
-            f"upload blob {digest}",
-            content=chunks,
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-            data=True,
-        )
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        with self._stream("PUT", url, content=chunks, headers=headers, data=True) as response:
+            self._check(response, f"upload blob {digest}", storing=True)
+            read_error_body(response)
+
+    def cancel_upload(self, location: str) -> None:
+        """Best effort: end an upload session that will never complete (DELETE), so the
+        target does not keep its partial data. Never raises, never waits on the breaker."""
+        if self._breaker.open:
+            return
+        try:
+            self._call("DELETE", httpx.URL(location), "cancel upload", absent=(404,))
+        except (MirrorError, httpx.HTTPError) as exc:
+            log.debug("upload_not_cancelled", error=str(exc))
 
     def _next_page(self, response: httpx.Response, what: str) -> httpx.URL | None:
         """The next page, which must be on this registry's origin or on the one that served

@@ -1,13 +1,16 @@
 """`mirror daemon`: `mirror sync` on a schedule, as an ECS service.
 
-- A first pass at start, then every `daemon.every` or at the daily `daemon.at` times
-  (UTC), through `schedule`; never two passes at once. Images deferred for quota come
-  back as soon as their registry's window allows, not only at the next scheduled pass.
+- A first pass at start, then every `daemon.every` (timed on the monotonic clock, so a
+  wall clock that steps never delays a pass) or at the daily `daemon.at` times (UTC,
+  through `schedule`); never two passes at once. Images deferred for quota come back as
+  soon as their registry's window allows, and failed images after `daemon.retry_failed`
+  (doubling while they keep failing), not only at the next scheduled pass.
 - The config is re-read before every pass; a broken one is reported (log, metric,
   /healthz) and the last good one keeps running.
 - SIGTERM, which ECS sends: no new image starts, the ones in flight may finish within
-  `daemon.grace_seconds`, then the process exits 0. A second signal exits at once. Tags
-  are pushed last, so an abandoned image leaves no tag pointing at missing content.
+  `daemon.grace_seconds`, then the process exits 0; a pass cut short still logs its
+  `pass_done` and metrics. A second signal exits at once. Tags are pushed last, so an
+  abandoned image leaves no tag pointing at missing content.
 - `/healthz` on `daemon.health_port` means liveness (mirror/service/liveness.py): 503 only when
   the daemon cannot do its job; failed and deferred images are in its body, in `/metrics`
   (Prometheus), and in the EMF documents of the JSON log, which the template alarms on.
@@ -33,8 +36,9 @@ import structlog
 
 from mirror.config import Config, load_config
 from mirror.config.model import DaemonSettings
+from mirror.durations import parse_duration
 from mirror.engine.report import Action, PassReport
-from mirror.engine.sync import DUE_TOLERANCE, SyncOptions, run_pass
+from mirror.engine.sync import DUE_TOLERANCE, Pass, SyncOptions
 from mirror.engine.wiring import Clients
 from mirror.errors import ConfigError, MirrorError
 from mirror.include.buildspec import collect_pulls, render, replica_registries
@@ -78,10 +82,14 @@ class Daemon:
         self._signals = 0
         self._pass: threading.Thread | None = None
         self._due_at: float | None = time.monotonic()  # the first pass, now
-        self._jobs = schedule.Scheduler()
+        self._jobs = schedule.Scheduler()  # daemon.at: times of day, on the wall clock
+        self._every: float | None = None  # daemon.every, on the monotonic clock
+        self._next_every = 0.0
+        self._current: Pass | None = None  # the pass under way
+        self._failed_passes = 0  # in a row, for the back-off of retry_failed
         self._settings: DaemonSettings | None = None
         self._checked: dict[str, float] = {}  # target -> when it was last checked upstream
-        self._last_prune = 0.0
+        self._last_prune: float | None = None  # monotonic
         self.metrics = DaemonMetrics()
         self.state = _State(started_at=time.time())
         self._emf = resolve_emf(self._config.model.metrics)  # a bad override is exit 2
@@ -91,6 +99,7 @@ class Daemon:
             unhealthy_after=self._config.model.daemon.unhealthy_after,
             allowance=self._allowance(self._config),
             ticked_at=time.monotonic(),
+            completed_at=time.monotonic(),
         )
 
     # --- health ----------------------------------------------------------------------
@@ -135,11 +144,13 @@ class Daemon:
         if settings == self._settings:
             return
         self._jobs.clear()
+        self._every = None
         if settings.at:
             for time_of_day in settings.at:
                 self._jobs.every().day.at(time_of_day, "UTC").do(self.request_pass)
         else:
-            self._jobs.every(int(settings.interval_seconds)).seconds.do(self.request_pass)
+            self._every = settings.interval_seconds
+            self._next_every = time.monotonic() + self._every
         self._settings = settings
         log.info("daemon_schedule", every=settings.every, at=settings.at)
 
@@ -167,6 +178,9 @@ class Daemon:
         self.liveness.pass_started_at = time.monotonic()
         try:
             self._pass_body()
+        except Exception:  # a bug must not kill the service: a failed pass, tried again
+            log.exception("pass_crashed")
+            self._failed_pass(self._config)
         finally:
             self.liveness.pass_started_at = None
 
@@ -177,8 +191,8 @@ class Daemon:
             clients = Clients(config)
         except MirrorError as exc:  # ECR's login or the target's credentials: no target
             log.error("pass_failed", error=str(exc), hint=exc.hint)
-            self.state.last_pass_failed = True
             self.liveness.target_down_passes += 1
+            self._failed_pass(config)
             return
         try:
             options = SyncOptions(
@@ -188,18 +202,38 @@ class Daemon:
                 checked_at=self._checked,
                 default_refresh=config.model.daemon.interval_seconds,
             )
-            report = run_pass(config, clients, options)
+            self._current = Pass(config, clients, options)
+            report = self._current.run()
             restore_after_pass(config, clients, report)
             down = clients.target_breaker.open
             self.liveness.target_down_passes = self.liveness.target_down_passes + 1 if down else 0
             self._after(config, clients, report)
-        except Exception:  # a bug must not kill the service; the next pass tries again
-            log.exception("pass_crashed")
-            self.state.last_pass_failed = True
         finally:
+            self._current = None
             clients.close()
 
-    def _after(self, config: Config, clients: Clients, report: PassReport) -> None:
+    def _failed_pass(self, config: Config) -> None:
+        """A pass that could not run, or crashed: tried again after the back-off."""
+        self.state.last_pass_failed = True
+        self._retry_failed(config)
+
+    def _retry_failed(self, config: Config) -> None:
+        """Failed images (or a failed pass) are tried again after `retry_failed`, doubled
+        for every pass in a row that failed, and never later than the next scheduled pass:
+        a two-second outage must not cost a six-hour interval."""
+        if self._stop.is_set():
+            return
+        self._failed_passes += 1
+        settings = config.model.daemon
+        first = parse_duration(settings.retry_failed)
+        delay = min(settings.interval_seconds, first * 2 ** min(self._failed_passes - 1, 20))
+        log.info(
+            "failed_images_retried", in_seconds=round(delay), failed_passes=self._failed_passes
+        )
+        self.request_pass(delay=delay)
+
+    def _announce(self, config: Config, report: PassReport) -> None:
+        """What a pass did, in the state /healthz shows, the metrics and `pass_done`."""
         finished = time.time()
         self.state.passes += 1
         self.state.last_pass_failed = report.failed
@@ -209,6 +243,17 @@ class Daemon:
         self.state.deferred = report.count(Action.DEFERRED)
         self.metrics.record(report, finished)
         announce_pass(report, config.model.metrics, self._emf)
+
+    def _after(self, config: Config, clients: Clients, report: PassReport) -> None:
+        self._announce(config, report)
+        finished = self.liveness.completed_at = time.monotonic()
+        failed = [r for r in report.images if r.action is Action.FAILED]
+        for result in failed:  # due again at the retry, whenever their refresh
+            self._checked.pop(result.target, None)
+        if failed:
+            self._retry_failed(config)
+        else:
+            self._failed_passes = 0
         if report.retry_in is not None and not self._stop.is_set():
             self.request_pass(delay=report.retry_in)
         refreshes = [e.refresh for e in config.images if e.refresh is not None]
@@ -216,7 +261,8 @@ class Daemon:
             self.request_pass(delay=min(refreshes))  # images with a short refresh
         prune = config.model.prune
         interval = config.model.daemon.interval_seconds
-        due = finished - self._last_prune >= interval * DUE_TOLERANCE  # not on refresh passes
+        last = self._last_prune
+        due = last is None or finished - last >= interval * DUE_TOLERANCE  # not on refreshes
         if prune and prune.enabled and due and not report.failed and not self._stop.is_set():
             self._last_prune = finished
             self._prune(config, clients)
@@ -278,6 +324,9 @@ class Daemon:
     def _tick(self) -> None:
         now = time.monotonic()
         self.liveness.ticked_at = now
+        if self._every is not None and now >= self._next_every:
+            self._next_every = now + self._every
+            self.request_pass()
         if now - self._beat_at >= HEARTBEAT_SECONDS and self.healthy():
             self._beat_at = now
             emit(self._config.model.metrics, [heartbeat(self._emf)])
@@ -304,8 +353,11 @@ class Daemon:
             self._wake.clear()
         if self._pass is not None:
             self._pass.join(self._grace())
+            current = self._current
             if self._pass.is_alive():
                 log.warning("daemon_abandoned_work", grace_seconds=self._grace())
+                if current is not None:  # what it did, and what it cut short, still told
+                    self._announce(self._config, current.abandon())
                 logging_flush()
                 os._exit(0)  # in-flight uploads are cut; their tags were never written
         server.stop()

@@ -31,6 +31,9 @@ class Liveness:
     ticked_at: float  # the main loop's last tick
     pass_started_at: float | None = None  # the pass under way, if any
     target_down_passes: int = 0  # passes in a row in which the target refused every connection
+    # When a pass last ran to its end (failed images or not), or the daemon started: a
+    # pass that crashes every time never gets there.
+    completed_at: float | None = None
 
     def problems(self, now: float) -> list[str]:
         found = []
@@ -43,4 +46,9 @@ class Liveness:
             )
         if self.target_down_passes >= self.unhealthy_after:
             found.append(f"the target was unreachable in the last {self.target_down_passes} passes")
+        if self.completed_at is not None and now - self.completed_at > self.allowance:
+            found.append(
+                f"no pass has completed for {now - self.completed_at:.0f} s, past the "
+                f"{self.allowance:.0f} s a pass may take"
+            )
         return found

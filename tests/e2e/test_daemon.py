@@ -71,6 +71,10 @@ def test_sigterm_during_a_large_upload_exits_in_grace_and_leaves_no_broken_tag(
     assert manifest.status_code == 404  # nothing tagged
     events = [e["event"] for e in daemon.events()]
     assert "daemon_stopping" in events
+    # the pass cut short is still told: pass_done (and its metrics) with what it abandoned
+    (done,) = [e for e in daemon.events() if e["event"] == "pass_done"]
+    assert done["failures"] == [{"source": "docker.io/library/big:1", "code": "ABANDONED"}]
+    assert any(e["event"] == "metrics" and e.get("ImagesFailed") == 1 for e in daemon.events())
 
     hub.cdn_mib_per_second = None
     rerun = mirror("sync", config=config)

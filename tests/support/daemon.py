@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -31,7 +32,9 @@ def wait_for(what: Callable[[], object], timeout: float = 20.0) -> object:
 
 
 class RunningDaemon:
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(
+        self, config: Path, port: int, log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.port = port
         self.log = log
         self.process = subprocess.Popen(
@@ -39,6 +42,7 @@ class RunningDaemon:
             cwd=ROOT,
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
+            env=None if env is None else {**os.environ, **env},
         )
 
     def health(self) -> dict[str, object]:

@@ -43,6 +43,7 @@ class EcrFront:
         self.refuse_subject = False
         self.unseen_once = False
         self.unseen: list[str] = []  # manifest paths answered MANIFEST_BLOB_UNKNOWN
+        self.calls: list[tuple[str, str, int]] = []  # method, path, the status answered
         self.lock = threading.Lock()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -137,6 +138,8 @@ class _Handler(BaseHTTPRequestHandler):
         answer = self.front.backend.request(
             self.command, self.path, content=body or None, headers=headers
         )
+        with self.front.lock:
+            self.front.calls.append((self.command, self.path, answer.status_code))
         out = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
         if "location" in answer.headers:
             out["Location"] = answer.headers["location"].replace(

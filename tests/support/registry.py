@@ -39,12 +39,20 @@ http: {{addr: 127.0.0.1:{port}, secret: test-only}}
 class LocalRegistry:
     """Start with `with LocalRegistry() as reg:`; `reg.url` is http://127.0.0.1:PORT."""
 
-    def __init__(self, *, htpasswd: tuple[str, str] | None = None, port: int | None = None):
+    def __init__(
+        self,
+        *,
+        htpasswd: tuple[str, str] | None = None,
+        port: int | None = None,
+        storage: Path | None = None,
+    ):
+        """`storage`: where blobs go (a small tmpfs, to fill), else a directory of its own."""
         self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
         self._htpasswd = htpasswd
         self._dir = Path(tempfile.mkdtemp(prefix="mirror-registry-"))
+        self.storage = storage or self._dir / "storage"
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> LocalRegistry:
@@ -67,7 +75,7 @@ class LocalRegistry:
             (self._dir / "htpasswd").write_text(hashed + "\n")
             auth = f"auth: {{htpasswd: {{realm: basic-realm, path: {self._dir / 'htpasswd'}}}}}"
         config = self._dir / "config.yml"
-        config.write_text(_CONFIG.format(root=self._dir / "storage", port=self.port, auth=auth))
+        config.write_text(_CONFIG.format(root=self.storage, port=self.port, auth=auth))
         log = open(self._dir / "registry.log", "wb")  # noqa: SIM115 - lives as long as the process
         self._process = subprocess.Popen(
             [binary, "serve", str(config)],
@@ -112,6 +120,11 @@ class LocalRegistry:
         if self._process is not None:
             self._process.kill()
             self._process.wait()
+
+    def upload_sessions(self) -> list[str]:
+        """Upload sessions the registry still keeps open, with the data sent so far. (A
+        cancelled one leaves only an empty hash state behind in distribution 2.8.)"""
+        return sorted(p.parent.name for p in self.storage.rglob("_uploads/*/startedat"))
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

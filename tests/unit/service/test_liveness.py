@@ -32,3 +32,9 @@ def test_a_short_interval_still_lets_one_image_take_its_own_deadline():
     assert pass_allowance(3, interval=6 * 3600.0, image_timeout=1800.0, max_wait=600.0) == (
         18 * 3600.0 + 600.0
     )
+
+
+def test_passes_that_never_complete_make_the_daemon_unhealthy_after_the_allowance():
+    assert live(completed_at=950.0).problems(now=1000.0) == []
+    (problem,) = live(completed_at=890.0).problems(now=1000.0)
+    assert "no pass has completed for 110 s, past the 100 s a pass may take" in problem
