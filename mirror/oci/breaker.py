@@ -38,7 +38,7 @@ class Breaker:
         *,
         pause: float = 1.0,
         max_pause: float = 8.0,
-        give_up: float = 15.0,
+        give_up: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`code` is what the images fail with: TARGET_UNAVAILABLE or UPSTREAM_UNAVAILABLE."""

