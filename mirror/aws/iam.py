@@ -81,14 +81,16 @@ def account_and_region(config: Config, account: str | None = None) -> tuple[str,
     if match:
         return match.group(1), match.group(2)
     region = target.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:  # asked first: without one, STS cannot be asked for the account either
+        raise ConfigError(
+            "the target's Region is unknown", hint="set target.region (or AWS_REGION)"
+        )
     if account is None or not re.fullmatch(r"\d{12}", account):
         raise ConfigError(
             "the target's AWS account is unknown: target.registry is not set and STS could "
             "not be asked",
             hint="pass --account 123456789012, or set target.registry",
         )
-    if not region:
-        raise ConfigError("the target's Region is unknown", hint="set target.region")
     return account, region
 
 

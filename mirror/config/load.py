@@ -33,10 +33,17 @@ from mirror.oci.reference import (
 )
 from mirror.oci.types import Platform, PlatformFilter
 
-__all__ = ["DEFAULT_CONFIG_PATH", "Config", "ImageEntry", "load_config", "resolve_config_source"]
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "Config",
+    "ImageEntry",
+    "check_config",
+    "load_config",
+    "resolve_config_source",
+]
 
 DEFAULT_CONFIG_PATH = Path("config/mirror.yaml")
-_MAX_ERRORS_SHOWN = 10
+_MAX_ERRORS_SHOWN = 100
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,10 @@ class ImageEntry:
 
     def describe(self) -> str:
         if self.rule is not None:
-            parts = [f"{k} {v}" for k, v in self.rule.model_dump(exclude_none=True).items()]
+            written = self.rule.model_dump(exclude_defaults=True).items()
+            parts = [
+                f"{k} [{', '.join(v)}]" if isinstance(v, list) else f"{k} {v}" for k, v in written
+            ]
             return f"{self.source.name} {{{', '.join(parts)}}}"
         if self.tags:
             return f"{self.source.name}:{{{','.join(self.tags)}}}"
@@ -122,7 +132,7 @@ def _locate(tree: Any, loc: tuple[int | str, ...]) -> tuple[int, str]:
     return line, path or "(top level)"
 
 
-def _format_errors(path: str, tree: Any, error: ValidationError) -> str:
+def _format_errors(path: str, tree: Any, error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors()[:_MAX_ERRORS_SHOWN]:
         loc = tuple(item["loc"])
@@ -134,7 +144,7 @@ def _format_errors(path: str, tree: Any, error: ValidationError) -> str:
         lines.append(f"{path}:{line}: {where}: {_in_our_words(item)}")
     if error.error_count() > _MAX_ERRORS_SHOWN:
         lines.append(f"... and {error.error_count() - _MAX_ERRORS_SHOWN} more")
-    return "\n".join(lines)
+    return lines
 
 
 _KINDS = {
@@ -247,7 +257,19 @@ def _yaml_hint(problem: str) -> str:
 
 
 def load_config(source: str | Path) -> Config:
-    """Read and validate a config; any problem is a ConfigError naming file, line and key."""
+    """Read and validate a config; any problem is a ConfigError naming file, line and key
+    (every problem found, one a line)."""
+    config, problems = check_config(source)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    assert config is not None
+    return config
+
+
+def check_config(source: str | Path) -> tuple[Config | None, list[str]]:
+    """The config and every problem found in it without the network, each naming file,
+    line and key; the config is None when it does not fit the schema. A file that cannot
+    be read, or is not YAML, is a ConfigError at once: nothing else can be checked."""
     path = str(source)
     text = read_config_text(path)
     try:
@@ -269,11 +291,11 @@ def load_config(source: str | Path) -> Config:
         ) from None
     if not isinstance(tree, CommentedMap):
         raise ConfigError(f"{path}:1: the config must be a mapping with version, target, images")
-    _canonical_registry_keys(path, tree)
+    problems = _canonical_registry_keys(path, tree)
     try:
         model = MirrorConfig.model_validate(_plain(tree))
     except ValidationError as exc:
-        raise ConfigError(_format_errors(path, tree, exc)) from None
+        return None, problems + _format_errors(path, tree, exc)
     policy = None
     if model.target.kind == "ecr":
         try:
@@ -281,39 +303,41 @@ def load_config(source: str | Path) -> Config:
         except ValueError as exc:
             loc = ("target", "repository", "lifecycle_policy")
             line, where = _locate(tree, loc)
-            raise ConfigError(f"{path}:{line}: {where}: {exc}") from None
+            problems.append(f"{path}:{line}: {where}: {exc}")
     retired = None
     default = model.target.kind == "ecr" and model.target.repository.lifecycle_policy == "default"
     if model.prune is not None and model.prune.enabled and default:
         policy, retired = None, DEFAULT_POLICY
     entries = _entries(model, tree)
-    _check_regions(path, tree, model)
-    _check_duplicates(path, entries)
+    problems += _region_problems(path, tree, model) + _duplicates(path, entries)
     warnings = _unused_registries(path, tree, model, entries)
-    return Config(path, model, entries, policy, retired, warnings)
+    return Config(path, model, entries, policy, retired, warnings), problems
 
 
-def _canonical_registry_keys(path: str, tree: CommentedMap) -> None:
+def _canonical_registry_keys(path: str, tree: CommentedMap) -> list[str]:
     """A `registries:` key written `index.docker.io` or `registry-1.docker.io` is Docker
     Hub, which images name docker.io: renamed in place (its line kept), so its url and
     credentials are used; with docker.io written too, it is one registry twice."""
     registries = tree.get("registries")
     if not isinstance(registries, CommentedMap):
-        return
+        return []
+    problems = []
     for alias in DOCKER_HUB_ALIASES:
         if alias not in registries:
             continue
         line = registries.lc.key(alias)[0] + 1
         if DEFAULT_REGISTRY in registries:
             first = registries.lc.key(DEFAULT_REGISTRY)[0] + 1
-            raise ConfigError(
+            problems.append(
                 f"{path}:{line}: registries: {alias} is Docker Hub, which line {first} "
-                f"already configures as {DEFAULT_REGISTRY}",
-                hint=f"keep one entry, under {DEFAULT_REGISTRY}",
+                f"already configures as {DEFAULT_REGISTRY} (keep one entry, under "
+                f"{DEFAULT_REGISTRY})"
             )
+            continue
         position, where = list(registries).index(alias), registries.lc.data[alias]
         registries.insert(position, DEFAULT_REGISTRY, registries.pop(alias))
         registries.lc.data[DEFAULT_REGISTRY] = where
+    return problems
 
 
 def with_one_image(config: Config, image: str, tags: tuple[str, ...] = ()) -> Config:
@@ -331,10 +355,11 @@ def with_one_image(config: Config, image: str, tags: tuple[str, ...] = ()) -> Co
     return dataclasses.replace(config, model=model, images=entries, warnings=())
 
 
-def _check_duplicates(path: str, entries: tuple[ImageEntry, ...]) -> None:
+def _duplicates(path: str, entries: tuple[ImageEntry, ...]) -> list[str]:
     """The same image and tag twice would be copied twice and reported twice; most often
     it is a paste that was meant to change."""
     seen: dict[tuple[str, str], int] = {}
+    problems = []
     for entry in entries:
         tags = entry.tags or (
             (entry.source.tag or entry.source.digest or "",) if not entry.rule else ()
@@ -342,19 +367,20 @@ def _check_duplicates(path: str, entries: tuple[ImageEntry, ...]) -> None:
         for tag in tags:
             key = (entry.source.name, tag)
             if key in seen:
-                raise ConfigError(
-                    f"{path}:{entry.line}: images: {entry.source.name}:{tag} is listed twice "
-                    f"(first at line {seen[key]})",
-                    hint="remove one of the two entries",
+                problems.append(
+                    f"{path}:{entry.line}: images: {entry.source.name}:{tag} is listed twice, "
+                    f"first at line {seen[key]} (remove one of the two entries)"
                 )
+                continue
             seen[key] = entry.line
+    return problems
 
 
-def _check_regions(path: str, tree: Any, model: MirrorConfig) -> None:
+def _region_problems(path: str, tree: Any, model: MirrorConfig) -> list[str]:
     """A Region that is well formed but does not exist (`us-est-1`) would fail only when
     AWS is asked; botocore's own list says so now, offline."""
     if model.target.kind != "ecr":
-        return
+        return []
     wanted: list[tuple[tuple[str | int, ...], str | None]] = [
         (("target", "region"), model.target.region)
     ]
@@ -363,12 +389,14 @@ def _check_regions(path: str, tree: Any, model: MirrorConfig) -> None:
         for i, r in enumerate(model.target.replicate_to)
     ]
     known = _ecr_regions()
+    problems = []
     for loc, region in wanted:
         if region is not None and region not in known:
             line, where = _locate(tree, loc)
             close = difflib.get_close_matches(region, known, n=1)
             suggestion = f"; did you mean {close[0]}?" if close else ""
-            raise ConfigError(f"{path}:{line}: {where}: {region} is not an AWS Region{suggestion}")
+            problems.append(f"{path}:{line}: {where}: {region} is not an AWS Region{suggestion}")
+    return problems
 
 
 def _ecr_regions() -> list[str]:

@@ -605,24 +605,42 @@ class TimeoutSettings(Section):
         )
 
 
+def _check_variant(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}", value):
+        raise ValueError(
+            f"invalid variant {value!r}: the part of a tag after '<version>-', "
+            "such as slim, alpine or slim-bookworm"
+        )
+    return value
+
+
 class TagRule(Section):
     """Tags chosen from the upstream tag list; the rules combine (all must hold)."""
 
-    semver: str | None = None
+    semver: str | None = None  # an npm range: ">=20 <23", "^20 || ^22", "~3.12"
     latest: int | None = Field(default=None, ge=1)
     regex: str | None = None
-    # `slim`: only tags `<version>-slim`, their version part compared as a version
-    variant: str | None = None
+    # `slim`: only tags `<version>-slim`, their version part compared as a version; a list
+    # is several streams, each picked on its own
+    variant: str | list[str] | None = None
+    per: Literal["major", "minor"] | None = None  # latest N of each major or minor line
+    floating: bool = False  # also the chosen lines' floating tags: 22-alpine, 22.12-alpine
 
     @field_validator("variant")
     @classmethod
-    def _variant(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}", value):
-            raise ValueError(
-                f"invalid variant {value!r}: the part of a tag after '<version>-', "
-                "such as slim, alpine or slim-bookworm"
-            )
+    def _variant(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty variant list selects nothing")
+            for item in value:
+                _check_variant(item)
+        elif value is not None:
+            _check_variant(value)
         return value
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return (self.variant,) if isinstance(self.variant, str) else tuple(self.variant or ())
 
     @field_validator("semver")
     @classmethod
@@ -645,6 +663,13 @@ class TagRule(Section):
     def _not_empty(self) -> TagRule:
         if self.semver is None and self.latest is None and self.regex is None:
             raise ValueError("a tag rule needs semver, latest and/or regex (variant with them)")
+        if self.per is not None and self.latest is None:
+            raise ValueError(
+                f"per: {self.per} says what latest counts in: add latest (latest: 2, "
+                f"per: {self.per} keeps the 2 newest of each {self.per} line)"
+            )
+        if self.floating and self.semver is None and self.latest is None:
+            raise ValueError("floating adds the floating tags of versions semver or latest chose")
         return self
 
 

@@ -4,70 +4,81 @@ Versions are read leniently, the way image tags are written (`1.27`, `v1.7.0`, `
 tag with a suffix (`1.27-alpine`, `1.8.0-rc.1`) is a pre-release in semver terms and is
 never picked by `semver` or `latest` alone. With `variant: alpine` the rules see only
 `<version>-alpine` tags, and compare their version part as a version: the suffix is matched
-exactly, so `3.13-slim-bookworm` is not a `slim` tag.
+exactly, so `3.13-slim-bookworm` is not a `slim` tag. Several variants are several streams,
+each picked on its own.
+
+`semver` is an npm range (semantic_version's NpmSpec): `>=20 <23`, `^20 || ^22`, `~3.12`,
+`20.x`, `1.2.3 - 2.3.4`; commas between comparators mean "and", as they always did here.
+
+`latest: N` takes the N newest versions; with `per: major` the N newest minor lines of each
+major, each at its newest patch (node's "two newest minors of 20 and 22"), with `per:
+minor` the N newest patches of each minor line. Under `per`, a tag that names fewer parts
+than its line needs (`22`, `22.12` for `per: minor`) is a floating tag, not a release:
+`floating: true` adds the floating tags of the chosen lines (`22.12-alpine`, `22-alpine`),
+where the upstream has them, which is what Dockerfiles write.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
 
-import semver
+import semantic_version
 
-__all__ = ["parse_semver_range", "select_tags", "tag_version"]
+__all__ = ["Per", "parse_semver_range", "select_tags", "tag_version"]
 
-_COMPARATOR_RE = re.compile(r"^(>=|<=|==|!=|>|<)?\s*v?(\d+(?:\.\d+){0,2})$")
+Per = Literal["major", "minor"]
+_VERSION_RE = re.compile(r"^[vV]?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:\+[0-9A-Za-z.-]+)?$")
+_PRECISION = {"major": 2, "minor": 3}  # the parts a release tag must name under `per`
 
 
-def tag_version(tag: str) -> semver.Version | None:
-    """The release version a tag names, or None when it is not a plain version."""
-    text = tag[1:] if tag[:1] in ("v", "V") else tag
-    if not re.match(r"^\d+(\.\d+){0,2}(\+[0-9A-Za-z.-]+)?$", text):
+@dataclass(frozen=True)
+class _Release:
+    tag: str
+    variant: str  # "" without a variant
+    version: semantic_version.Version
+    precision: int  # how many of major.minor.patch the tag names
+
+
+def tag_version(tag: str) -> tuple[semantic_version.Version, int] | None:
+    """The release version a tag names, and how many parts it names; None when the tag
+    is not a plain version."""
+    match = _VERSION_RE.match(tag)
+    if match is None:
         return None
-    try:
-        return semver.Version.parse(text, optional_minor_and_patch=True)
-    except ValueError:
-        return None
+    parts = [int(p) for p in match.groups() if p is not None]
+    major, minor, patch = [*parts, 0, 0][:3]
+    return semantic_version.Version(major=major, minor=minor, patch=patch), len(parts)
 
 
-def parse_semver_range(text: str) -> list[tuple[str, semver.Version]]:
-    """`>=1.7.0 <2`, `>=1.7, <2.0`: comparators that must all hold."""
-    comparators: list[tuple[str, semver.Version]] = []
-    for part in re.split(r"[\s,]+", text.strip()):
-        if not part:
-            continue
-        match = _COMPARATOR_RE.match(part)
-        if not match:
-            raise ValueError(
-                f"invalid semver comparator {part!r}: write e.g. '>=1.7.0' or '>=1.7 <2'"
-            )
-        op = match.group(1) or "=="
-        comparators.append(
-            (op, semver.Version.parse(match.group(2), optional_minor_and_patch=True))
+def parse_semver_range(text: str) -> semantic_version.NpmSpec:
+    """An npm range; ValueError saying how to write one that is not."""
+    if "!=" in text:
+        raise ValueError(
+            f"invalid semver range {text!r}: '!=' is not a range operator; write the "
+            "ranges around the version, e.g. '<1.2.0 || >1.2.0'"
         )
-    if not comparators:
-        raise ValueError("empty semver range")
-    return comparators
+    written = re.sub(r"\s*,\s*", " ", text.strip()).replace("==", "=")
+    if not written:
+        raise ValueError("empty semver range: write e.g. '>=1.7.0', '^20 || ^22' or '~3.12'")
+    try:
+        return semantic_version.NpmSpec(written)
+    except ValueError:
+        raise ValueError(
+            f"invalid semver range {text!r}: write an npm range such as '>=1.7 <2', "
+            "'^20 || ^22' (20.x and 22.x), '~3.12' (3.12.x) or '1.2.x'"
+        ) from None
 
 
-def _satisfies(version: semver.Version, comparators: list[tuple[str, semver.Version]]) -> bool:
-    checks = {
-        ">=": lambda c: c >= 0,
-        "<=": lambda c: c <= 0,
-        ">": lambda c: c > 0,
-        "<": lambda c: c < 0,
-        "==": lambda c: c == 0,
-        "!=": lambda c: c != 0,
-    }
-    return all(checks[op](version.compare(bound)) for op, bound in comparators)
-
-
-def _version_part(tag: str, variant: str | None) -> str | None:
-    """The text that is compared as a version: the whole tag, or what precedes -variant."""
-    if variant is None:
-        return tag
+def _release(tag: str, variants: tuple[str, ...]) -> tuple[str, str] | None:
+    """(version part, variant) of a tag the rules may consider: the whole tag without
+    variants, else `<version>-<variant>` for one of them."""
+    if not variants:
+        return tag, ""
     head, dash, tail = tag.partition("-")
-    return head if dash and tail == variant else None
+    return (head, tail) if dash and tail in variants else None
 
 
 def select_tags(
@@ -76,26 +87,80 @@ def select_tags(
     semver_range: str | None = None,
     latest: int | None = None,
     regex: str | None = None,
-    variant: str | None = None,
+    variant: str | tuple[str, ...] | list[str] | None = None,
+    per: Per | None = None,
+    floating: bool = False,
 ) -> list[str]:
-    """The tags that every given rule accepts; with `latest`, the N highest versions.
+    """The tags every given rule accepts, each variant on its own: with `latest`, its N
+    newest versions (per line with `per`), then the floating tags of the chosen lines.
 
-    The result is sorted highest version first (regex-only selections keep tag order).
-    """
+    Sorted highest version first within each variant, in the order variants are given
+    (regex-only selections keep the upstream's tag order)."""
+    variants = (variant,) if isinstance(variant, str) else tuple(variant or ())
+    listed = list(dict.fromkeys(tags))
     chosen = [
-        t
-        for t in tags
-        if (regex is None or re.fullmatch(regex, t)) and _version_part(t, variant) is not None
+        t for t in listed if (regex is None or re.fullmatch(regex, t)) and _release(t, variants)
     ]
     if semver_range is None and latest is None:
-        return list(dict.fromkeys(chosen))
-    comparators = parse_semver_range(semver_range) if semver_range else []
-    versioned: list[tuple[semver.Version, str]] = []
-    for tag in set(chosen):
-        part = _version_part(tag, variant)
-        version = tag_version(part) if part is not None else None
-        if version is not None and _satisfies(version, comparators):
-            versioned.append((version, tag))
-    versioned.sort(key=lambda vt: (vt[0], vt[1]), reverse=True)
-    picked = [tag for _, tag in versioned]
-    return picked[:latest] if latest is not None else picked
+        return chosen
+    spec = parse_semver_range(semver_range) if semver_range else None
+    releases: list[_Release] = []
+    for tag in chosen:
+        found = _release(tag, variants)
+        parsed = tag_version(found[0]) if found else None
+        if found is None or parsed is None:
+            continue
+        version, precision = parsed
+        if per is not None and precision < _PRECISION[per]:
+            continue  # a floating tag under `per`: it is added back by `floating`
+        if spec is None or version in spec:
+            releases.append(_Release(tag, found[1], version, precision))
+    picked: list[str] = []
+    for stream in variants or ("",):
+        mine = sorted(
+            (r for r in releases if r.variant == stream),
+            key=lambda r: (r.version, r.precision, r.tag),
+            reverse=True,
+        )
+        kept = _newest(mine, latest, per)
+        picked += [r.tag for r in kept]
+        if floating:
+            picked += _floating_of(kept, set(listed))
+    return list(dict.fromkeys(picked))
+
+
+def _newest(releases: list[_Release], latest: int | None, per: Per | None) -> list[_Release]:
+    """`releases` (newest first) cut to `latest`: overall, or per line."""
+    if latest is None:
+        return releases
+    if per is None:
+        return releases[:latest]
+    if per == "major":  # each minor line at its newest patch, then N lines per major
+        newest_of_minor: dict[tuple[int, int], _Release] = {}
+        for release in releases:
+            newest_of_minor.setdefault((release.version.major, release.version.minor), release)
+        releases = list(newest_of_minor.values())
+    counts: dict[tuple[int, ...], int] = {}
+    kept = []
+    for release in releases:
+        v = release.version
+        line = (v.major,) if per == "major" else (v.major, v.minor)
+        counts[line] = counts.get(line, 0) + 1
+        if counts[line] <= latest:
+            kept.append(release)
+    return kept
+
+
+def _floating_of(releases: list[_Release], listed: set[str]) -> list[str]:
+    """`22.12-alpine` and `22-alpine` for a chosen `22.12.1-alpine`, where they are listed
+    (written the way the chosen tag is: with its `v` and its variant)."""
+    found = []
+    for release in releases:
+        prefix = release.tag[0] if release.tag[:1] in ("v", "V") else ""
+        suffix = f"-{release.variant}" if release.variant else ""
+        v = release.version
+        for line in (f"{v.major}.{v.minor}", f"{v.major}"):
+            tag = f"{prefix}{line}{suffix}"
+            if tag in listed and tag != release.tag:
+                found.append(tag)
+    return list(dict.fromkeys(found))

@@ -27,7 +27,13 @@ import structlog
 
 from mirror import __version__
 from mirror.aws.iam import consumer_policy, destination_policies, needs_account, policy_document
-from mirror.config import Config, load_config, resolve_config_source, with_one_image
+from mirror.config import (
+    Config,
+    check_config,
+    load_config,
+    resolve_config_source,
+    with_one_image,
+)
 from mirror.config.model import DaemonSettings, EnvCredentials, SecretCredentials
 from mirror.config.source import is_remote
 from mirror.console.log import scrub_text, setup_logging
@@ -37,7 +43,7 @@ from mirror.engine.credentials import resolve_credentials
 from mirror.engine.naming import target_reference
 from mirror.engine.ratelimit import probe_rate_limits
 from mirror.engine.report import Action, ImageResult, PassReport, check_report_path, write_report
-from mirror.engine.sync import DEFAULT_MAX_WAIT_SECONDS, Pass, SyncOptions
+from mirror.engine.sync import DEFAULT_MAX_WAIT_SECONDS, Pass, Preview, SyncOptions, preview_rules
 from mirror.engine.wiring import Clients, caller_account, target_registry_name
 from mirror.errors import ConfigError, MirrorError, printable
 from mirror.files import say
@@ -216,6 +222,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also read every Secrets Manager secret the config names (needs AWS access)",
     )
+    validate.add_argument(
+        "--resolve",
+        action="store_true",
+        help="also list each rule's upstream tags and print the tags it picks (a tag list "
+        "spends no pull; the target is not asked)",
+    )
     copy = command("copy")
     copy.add_argument(
         "source",
@@ -372,10 +384,24 @@ def _credential_problems(config: Config, *, secrets: bool) -> list[str]:
     return problems
 
 
-def _validate(config: Config, args: argparse.Namespace) -> int:
-    problems = _credential_problems(config, secrets=args.check_credentials)
+def _validate(source: str, args: argparse.Namespace) -> int:
+    """Every problem the config has, all at once: the schema's, then (when it fits the
+    schema) AWS's rules, duplicates, and credentials sync would refuse."""
+    config, problems = check_config(source)
+    if config is not None:
+        problems += _credential_problems(config, secrets=args.check_credentials)
+    if config is None or problems:
+        if args.log_format == "json":
+            say(json.dumps({"config": source, "valid": False, "errors": problems}, indent=2))
+        else:
+            for warning in config.warnings if config is not None else ():
+                print(f"mirror: warning: {warning}", file=sys.stderr)
+            for problem in problems:
+                _fail(problem)
+        return EXIT_USAGE
     registry = target_registry_name(config)
     prefix = config.model.target.repository_prefix
+    picks = _resolve(config) if args.resolve else {}
     images = []
     for entry in config.images:
         target = target_reference(entry.source.with_tag("TAG"), registry, prefix)
@@ -385,15 +411,27 @@ def _validate(config: Config, args: argparse.Namespace) -> int:
             if entry.rule or entry.tags
             else str(target_reference(entry.source, registry, prefix))
         )
-        images.append({"entry": entry.describe(), "target": destination, "platforms": platforms})
+        image: dict[str, Any] = {
+            "entry": entry.describe(),
+            "target": destination,
+            "platforms": platforms,
+        }
+        preview = picks.get(entry.line)
+        if preview is not None:
+            image["tags"] = preview.tags
+            image["floating_left_out"] = preview.unmirrored_floating
+            if preview.error:
+                image["error"] = preview.error
+        images.append(image)
     advice = _advice(config)
+    unresolved = any("error" in image for image in images)
     if args.log_format == "json":
         say(
             json.dumps(
                 {
                     "config": config.source,
-                    "valid": not problems,
-                    "errors": problems,
+                    "valid": True,
+                    "errors": [],
                     "warnings": list(config.warnings),
                     "advice": advice,
                     "images": images,
@@ -401,19 +439,33 @@ def _validate(config: Config, args: argparse.Namespace) -> int:
                 indent=2,
             )
         )
-        return EXIT_USAGE if problems else EXIT_OK
+        return EXIT_FAILED if unresolved else EXIT_OK
     for warning in config.warnings:
         print(f"mirror: warning: {warning}", file=sys.stderr)
-    if problems:
-        for problem in problems:
-            _fail(problem)
-        return EXIT_USAGE
     say(f"{config.source}: valid, {len(config.images)} image entries")
     for image in images:
         say(f"  {image['entry']} -> {image['target']}  [{image['platforms']}]")
+        if "error" in image:
+            say(f"      cannot list its tags: {image['error']}")
+        elif "tags" in image:
+            say(f"      picks {len(image['tags'])}: {', '.join(image['tags'])}")
+            if image["floating_left_out"]:
+                say(
+                    f"      not picked, though Dockerfiles often name them: "
+                    f"{', '.join(image['floating_left_out'])} (add floating: true)"
+                )
     for line in advice:
         say(f"advice: {line}")
-    return EXIT_OK
+    return EXIT_FAILED if unresolved else EXIT_OK
+
+
+def _resolve(config: Config) -> dict[int, Preview]:
+    """`--resolve`: each rule entry's picks, by the entry's line (upstream clients only)."""
+    clients = Clients(config, upstream_only=True)
+    try:
+        return {preview.entry.line: preview for preview in preview_rules(config, clients)}
+    finally:
+        clients.close()
 
 
 def _advice(config: Config) -> list[str]:
@@ -462,11 +514,20 @@ BLOB_MOUNTING_ADVICE = (
 def _summary(report: PassReport) -> str:
     counts = report.summary()
     shown = ", ".join(f"{counts[str(a)]} {a}" for a in Action if counts[str(a)])
-    text = (
-        f"{report.command}: {shown or 'nothing to do'}; "
-        f"{counts['bytes'] / 2**20:.1f} MiB copied, "
-        f"{counts['upstream_manifest_gets']} upstream manifest GETs, {report.seconds:.1f}s"
-    )
+    if report.command == "plan":  # nothing was copied: say what a sync would spend
+        needed = [r.estimated_upstream_gets for r in report.images if r.estimated_upstream_gets]
+        least = sum(int(n.partition("+")[0]) for n in needed)
+        more = " or more (an index's missing children)" if any("+" in n for n in needed) else ""
+        text = (
+            f"plan: {shown or 'nothing to do'}; a sync would spend {least}{more} upstream "
+            f"manifest GETs, {report.seconds:.1f}s"
+        )
+    else:
+        text = (
+            f"{report.command}: {shown or 'nothing to do'}; "
+            f"{counts['bytes'] / 2**20:.1f} MiB copied, "
+            f"{counts['upstream_manifest_gets']} upstream manifest GETs, {report.seconds:.1f}s"
+        )
     if counts["blobs_uploaded"] or counts["blobs_mounted"]:
         text += f"; blobs: {counts['blobs_uploaded']} uploaded, {counts['blobs_mounted']} mounted"
     if report.blob_mounting == "DISABLED":
@@ -567,7 +628,7 @@ def _lock(config: Config, args: argparse.Namespace) -> int:
 def _iam_policy(config: Config, args: argparse.Namespace) -> int:
     account = args.account
     if account is None and needs_account(config):
-        account = caller_account()
+        account = caller_account(config.model.target.region)
     if args.consumer:
         say(json.dumps(consumer_policy(config, account), indent=2))
         return EXIT_OK
@@ -726,7 +787,8 @@ def _live_progress(args: argparse.Namespace) -> LiveProgress | None:
 
     from mirror.console.live import LiveProgress
 
-    console = Console(stderr=True, force_terminal=wanted == "always")
+    # force_terminal=False would mean "never a terminal" to rich: None lets it look.
+    console = Console(stderr=True, force_terminal=True if wanted == "always" else None)
     return LiveProgress(console, redirect_stdout=sys.stdout.isatty())
 
 
@@ -815,7 +877,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> None:
-    print(f"mirror: {printable(scrub_text(message), limit=2000)}", file=sys.stderr)
+    """`mirror: ` and the message on stderr, each of its lines on a line of its own."""
+    for line in scrub_text(message).splitlines() or [""]:
+        print(f"mirror: {printable(line, limit=2000)}", file=sys.stderr)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -828,6 +892,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     report = getattr(args, "report", None)
     if report is not None:
         check_report_path(report)
+    if args.command == "validate":
+        return _validate(resolve_config_source(args.config), args)
     config = load_config(resolve_config_source(args.config))
     if args.command == "copy":
         config = with_one_image(config, args.source, tuple(args.tag))
@@ -835,7 +901,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         for warning in config.warnings:
             log.warning("config_warning", detail=warning)
     handlers = {
-        "validate": lambda: _validate(config, args),
         "ratelimit": lambda: _ratelimit(config, args),
         "iam-policy": lambda: _iam_policy(config, args),
         "buildspec": lambda: _buildspec(config, args),

@@ -56,7 +56,9 @@ class LiveProgress:
         self._blobs: dict[tuple[str, str], int] = {}  # bytes seen per blob
         self._waits: dict[str, TaskID] = {}
         self._done = 0
-        self._overall = self._progress.add_task("images done: 0", total=None, start=False)
+        # Every blob started so far, all images together: its bar, rate and time left are
+        # the pass's (a blob's size is known once its manifest is, so the total grows).
+        self._overall = self._progress.add_task("images done: 0", total=0)
         self._total_images = images
 
     def __enter__(self) -> LiveProgress:
@@ -73,16 +75,24 @@ class LiveProgress:
             self._images[image] = task
         return task
 
+    def images_planned(self, count: int) -> None:
+        """How many images the pass will copy, once the free checks have said."""
+        with self._lock:
+            self._total_images = count
+            self._describe_overall()
+
     def blob_started(self, image: str, digest: str, size: int) -> None:
         """Again for a retried blob: its bytes so far are taken back, its size counted once."""
         with self._lock:
             task = self._image(image)
             before = self._blobs.get((image, digest))
             if before is None:
-                total = self._progress.tasks[self._index(task)].total or 0
-                self._progress.update(task, total=total + size)
+                for grown in (task, self._overall):
+                    total = self._progress.tasks[self._index(grown)].total or 0
+                    self._progress.update(grown, total=total + size)
             else:
                 self._progress.advance(task, -before)
+                self._progress.advance(self._overall, -before)
             self._blobs[(image, digest)] = 0
             self._progress.refresh()  # a new blob is drawn at once, however quick its copy
 
@@ -91,6 +101,7 @@ class LiveProgress:
             before = self._blobs.get((image, digest), 0)
             self._blobs[(image, digest)] = received
             self._progress.advance(self._image(image), received - before)
+            self._progress.advance(self._overall, received - before)
 
     def quota_wait(self, registry: str, images: int, seconds: float, left: float) -> None:
         text = (
@@ -115,8 +126,11 @@ class LiveProgress:
                     self._progress.remove_task(wait)
                     del self._waits[registry]
             self._done += 1
-            of = f" of {self._total_images}" if self._total_images else ""
-            self._progress.update(self._overall, description=f"images done: {self._done}{of}")
+            self._describe_overall()
+
+    def _describe_overall(self) -> None:
+        of = f" of {self._total_images}" if self._total_images else ""
+        self._progress.update(self._overall, description=f"images done: {self._done}{of}")
 
     def _index(self, task: TaskID) -> int:
         return next(i for i, t in enumerate(self._progress.tasks) if t.id == task)

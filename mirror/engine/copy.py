@@ -152,14 +152,32 @@ class ImageCopier:
             return None
 
     def _holds(self, job: CopyJob, existing: Descriptor, upstream_digest: str) -> bool:
-        """Whether the target tag holds the upstream `upstream_digest` already: the same
-        digest, or a platform-filtered index that records it."""
+        """Whether the target tag holds the upstream `upstream_digest` as the job wants it:
+        the same digest (for an index, only with every platform wanted), or an index
+        filtered from it to exactly the platforms wanted now."""
         if existing.digest == upstream_digest:
-            return True
+            return job.platforms is None or existing.media_type not in INDEX_TYPES
         if job.platforms is not None and existing.media_type in INDEX_TYPES:
             written = self._target.get_manifest(job.target.repository, job.target.identifier)
-            return written.upstream_digest == upstream_digest
+            kept = written.kept_platforms
+            return written.upstream_digest == upstream_digest and kept == job.platforms
         return False
+
+    def _from_target(self, job: CopyJob, check: Check) -> Manifest | None:
+        """The upstream index as the target holds it already, to filter the platforms now
+        wanted from, with no pull: the whole index (the tag holds the upstream's digest),
+        or one filtered from it to platforms that include every one wanted now (a
+        narrowing). None when only the upstream has what is needed."""
+        held, upstream_digest = check.target, check.upstream.digest
+        if job.platforms is None or held is None or held.media_type not in INDEX_TYPES:
+            return None
+        if held.digest == upstream_digest:  # fetched by digest: verified to be the upstream's
+            return self._target.get_manifest(job.target.repository, upstream_digest)
+        written = self._target.get_manifest(job.target.repository, held.digest)
+        kept = written.kept_platforms
+        if written.upstream_digest == upstream_digest and kept and kept.covers(job.platforms):
+            return written
+        return None
 
     def copy(
         self, job: CopyJob, upstream: Upstream, result: ImageResult, check: Check | None
@@ -184,15 +202,18 @@ class ImageCopier:
         self._prepare(job.target.repository)
         previous = result.target_digest  # the check saw this in the target
         source = job.source
-        manifest = self.pull(upstream, source.repository, check.upstream.digest or None,
-                              source.identifier, result)  # fmt: skip
-        result.upstream_digest = manifest.digest
+        manifest = self._from_target(job, check) if check.upstream.digest else None
+        if manifest is None:
+            manifest = self.pull(upstream, source.repository, check.upstream.digest or None,
+                                 source.identifier, result)  # fmt: skip
+        upstream_digest = check.upstream.digest or manifest.digest
+        result.upstream_digest = upstream_digest
         # The HEAD carried no Docker-Content-Digest (it is optional): the GET tells.
         held = check.target
         if not check.upstream.digest and held and self._holds(job, held, manifest.digest):
             result.action = Action.SKIPPED
             return
-        top = self.copy_content(job, upstream, manifest, result)
+        top = self.copy_content(job, upstream, manifest, result, upstream_digest)
         try:
             self.put_manifest(job.target.repository, job.target.identifier, top)
         except RegistryError as exc:
@@ -224,13 +245,20 @@ class ImageCopier:
         return manifest
 
     def copy_content(
-        self, job: CopyJob, upstream: Upstream, manifest: Manifest, result: ImageResult
+        self,
+        job: CopyJob,
+        upstream: Upstream,
+        manifest: Manifest,
+        result: ImageResult,
+        upstream_digest: str | None = None,
     ) -> Manifest:
-        """Everything `manifest` needs in the target; returns the manifest to tag."""
+        """Everything `manifest` needs in the target; returns the manifest to tag.
+        `upstream_digest`: the upstream index `manifest` stands for, when it is the
+        target's filtered copy of it."""
         if not manifest.is_index:
             self._copy_blobs(job, upstream, manifest, result)
             return manifest
-        top = manifest.filtered(job.platforms) if job.platforms else manifest
+        top = manifest.filtered(job.platforms, upstream_digest) if job.platforms else manifest
         if job.platforms and not top.children:
             raise SelectionError(
                 f"{job.source} has none of the platforms {job.platforms}",

@@ -207,9 +207,13 @@ def check_report_path(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise ConfigError(f"--report {path}: is a directory; give a file path")
-    existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--report {path}: {existing} is not a writable directory")
+    if not parent.exists():  # a typo in a path is not a reason to create directories
+        raise ConfigError(
+            f"--report {path}: the directory {parent} does not exist",
+            hint="create it first, or give a path in an existing directory",
+        )
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--report {path}: {parent} is not a writable directory")
 
 
 def write_report(report: Reportable, path: Path) -> None:

@@ -16,13 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import httpx
 import structlog
 
 from mirror.aws.ptc import ptc_prefix
 from mirror.config import Config, ImageEntry
+from mirror.config.model import TagRule
 from mirror.config.selection import select_tags
+from mirror.engine import progress
 from mirror.engine.artifacts import ArtifactCopier
 from mirror.engine.blobs import BlobCopier
 from mirror.engine.copy import Check, CopyJob, ImageCopier, Staleness
@@ -41,15 +44,23 @@ from mirror.engine.report import (
 from mirror.engine.scheduler import QuotaScheduler
 from mirror.engine.upstream import Upstream
 from mirror.engine.wiring import Clients
-from mirror.errors import InvalidTargetNameError, MirrorError, RegistryError, SelectionError
+from mirror.errors import (
+    InvalidTargetNameError,
+    MirrorError,
+    RegistryError,
+    SelectionError,
+    printable,
+)
 from mirror.oci.limits import deadline
 from mirror.threads import ContextPool
 
 __all__ = [
     "Pass",
+    "Preview",
     "Resolved",
     "SyncOptions",
     "in_shard",
+    "preview_rules",
     "pull_through_cached",
     "resolve_jobs",
     "run_pass",
@@ -130,6 +141,31 @@ class _Listed:
     dropped: list[str] = field(default_factory=list)
 
 
+def _rule_arguments(rule: TagRule, **override: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "semver_range": rule.semver,
+        "latest": rule.latest,
+        "regex": rule.regex,
+        "variant": rule.variants,
+        "per": rule.per,
+        "floating": rule.floating,
+    }
+    return arguments | override
+
+
+def _entry_tags_from(entry: ImageEntry, available: list[str]) -> list[str]:
+    """The tags a rule entry picks of `available`; SelectionError when none."""
+    assert entry.rule is not None
+    chosen = select_tags(available, **_rule_arguments(entry.rule))
+    if not chosen:
+        raise SelectionError(
+            f"no tag of {entry.source.name} matches {entry.describe()} "
+            f"({len(available)} tags upstream)",
+            hint="loosen the rule, or check the tags upstream",
+        )
+    return chosen
+
+
 def _entry_tags(entry: ImageEntry, clients: Clients) -> _Listed:
     """The tags an entry stands for, listed within the metadata deadline."""
     if entry.tags:
@@ -139,14 +175,6 @@ def _entry_tags(entry: ImageEntry, clients: Clients) -> _Listed:
     upstream = clients.upstream(entry.source.registry)
     with deadline(clients.timeouts.metadata, f"listing the tags of {entry.source.name}"):
         listing = upstream.list_tags(entry.source.repository)
-    available = listing.tags
-    chosen = select_tags(
-        available,
-        semver_range=entry.rule.semver,
-        latest=entry.rule.latest,
-        regex=entry.rule.regex,
-        variant=entry.rule.variant,
-    )
     if listing.dropped:
         log.warning(
             "invalid_tags_dropped",
@@ -154,13 +182,43 @@ def _entry_tags(entry: ImageEntry, clients: Clients) -> _Listed:
             count=len(listing.dropped),
             examples=listing.dropped[:5],
         )
-    if not chosen:
-        raise SelectionError(
-            f"no tag of {entry.source.name} matches {entry.describe()} "
-            f"({len(available)} tags upstream)",
-            hint="loosen the rule, or check the tags upstream",
-        )
+    chosen = _entry_tags_from(entry, listing.tags)
     return _Listed(list(chosen), listing.dropped)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a rule entry picks from its upstream's tags now (`validate --resolve`)."""
+
+    entry: ImageEntry
+    tags: list[str]
+    listed: int = 0  # tags the upstream lists
+    unmirrored_floating: list[str] = field(default_factory=list)  # floating tags left out
+    error: str = ""
+
+
+def preview_rules(config: Config, clients: Clients) -> list[Preview]:
+    """Each rule entry's picks, listing tags concurrently (a tag list is no pull)."""
+    entries = [e for e in config.images if e.rule is not None]
+
+    def preview(entry: ImageEntry) -> Preview:
+        assert entry.rule is not None
+        try:
+            upstream = clients.upstream(entry.source.registry)
+            with deadline(clients.timeouts.metadata, f"listing the tags of {entry.source.name}"):
+                listing = upstream.list_tags(entry.source.repository)
+            tags = _entry_tags_from(entry, listing.tags)
+        except (MirrorError, httpx.HTTPError) as exc:
+            return Preview(entry, [], error=printable(str(exc)))
+        left_out: list[str] = []
+        if not entry.rule.floating:
+            with_floating = select_tags(listing.tags, **_rule_arguments(entry.rule, floating=True))
+            left_out = [t for t in with_floating if t not in tags]
+        return Preview(entry, tags, len(listing.tags), left_out)
+
+    workers = max(1, min(config.model.concurrency.images, len(entries)))
+    with ContextPool(workers, thread_name_prefix="list") as pool:
+        return list(pool.map(preview, entries))
 
 
 def pull_through_cached(config: Config, registry: str) -> bool:
@@ -613,6 +671,9 @@ class Pass:
             due = [j for j in jobs if is_due(j, self.options, now)]
             self.report.not_due = len(jobs) - len(due) + len(unlisted)
             jobs = self.jobs = due
+            sink = progress.active()
+            if sink is not None:  # every image this pass will report on
+                sink.images_planned(len(jobs) + len(failures))
             for failure in failures:
                 self.record(failure)
             cached = [j for j in jobs if pull_through_cached(self.config, j.source.registry)]

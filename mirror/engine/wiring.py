@@ -59,14 +59,15 @@ def target_registry_name(config: Config) -> str:
     return httpx.URL(target.registry_url).netloc.decode("ascii")
 
 
-def caller_account() -> str | None:
+def caller_account(region: str | None = None) -> str | None:
     """The account of the current AWS credentials (STS needs no permission), or None when
-    there are none or STS cannot be reached."""
+    there are none or STS cannot be reached. `region`: the config's, when the environment
+    names none."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return str(boto3.client("sts").get_caller_identity()["Account"])
+        return str(boto3.client("sts", region_name=region).get_caller_identity()["Account"])
     except (BotoCoreError, ClientError):
         return None
 
@@ -100,7 +101,11 @@ class Clients:
     # liveness counts such passes.
     target_breaker: Breaker
 
-    def __init__(self, config: Config, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, config: Config, retry: RetryPolicy | None = None, *, upstream_only: bool = False
+    ) -> None:
+        """`upstream_only`: clients for the upstreams alone (`validate --resolve` lists
+        tags): the target is neither reached nor built, nor its AWS account asked for."""
         model = config.model
         self.retry = retry or RetryPolicy()
         self._config = config
@@ -125,6 +130,8 @@ class Clients:
         self.ptc: PullThroughCache | None = None
         self.replication: Replication | None = None
         self._replicas: list[ReplicaTarget] | None = None
+        if upstream_only:
+            return
         if model.target.kind == "ecr":
             self.target, self.target_registry = self._ecr_target()
         else:

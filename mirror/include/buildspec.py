@@ -31,7 +31,7 @@ from mirror.engine.wiring import Clients
 from mirror.errors import MirrorError, printable
 from mirror.include.dockerfile import BaseImage
 from mirror.include.dockerfile_awk import DOCKERFILE_AWK
-from mirror.include.shell import Var, Word, inert, join, require_host, require_region, word
+from mirror.include.shell import Var, Word, join, require_host, require_region, word
 from mirror.oci.grammar import is_digest, is_repository, is_tag
 from mirror.oci.reference import DEFAULT_REGISTRY, Reference, parse_reference
 
@@ -93,12 +93,15 @@ def spellings(source: Reference) -> list[str]:
 
 
 def local_names(source: Reference) -> tuple[str, ...]:
-    """Docker's familiar spelling: `nginx:1.16` for Docker Hub official images (Docker
-    normalises `docker.io/library/nginx:1.16` to the same name), the full name otherwise."""
+    """The names the builder's image store gets, so every builder finds a FROM however it
+    is written: Docker's familiar `nginx:1.16` for Docker Hub images (Docker normalises
+    `docker.io/library/nginx:1.16` to it), and the fully qualified name, which podman and
+    buildah look up as written (they do not normalise short names as Docker does)."""
     assert source.tag, "digest pins cannot be tagged locally"
+    full = f"{source.registry}/{source.repository}:{source.tag}"
     if source.registry == DEFAULT_REGISTRY:
-        return (f"{source.repository.removeprefix('library/')}:{source.tag}",)
-    return (f"{source.registry}/{source.repository}:{source.tag}",)
+        return (f"{source.repository.removeprefix('library/')}:{source.tag}", full)
+    return (full,)
 
 
 class TargetUnreadableError(MirrorError):
@@ -189,10 +192,11 @@ def _mirror_ref(pull: Pull) -> Word:
 
 
 def _prelude(config: Config, registry: str, replicas: dict[str, str]) -> list[str]:
-    """Shell lines both formats start with: which registry to pull from (the replica in
+    """Shell lines every format starts with: which registry to pull from (the replica in
     the build's own AWS_REGION when there is one, else the primary; MIRROR_REGISTRY
     overrides both), a login that always asks for the Region of the host it logs in to,
-    and the fallback to the primary for a digest a replica lacks (replication lags)."""
+    once per registry however many pulls run at once, and the fallback to the primary for
+    a digest a replica lacks (replication lags)."""
     lines = [f"mirror_primary={word(require_host(registry))}"]
     arms = " ".join(
         f"{require_region(r)}) mirror_default={word(require_host(h))} ;;"
@@ -208,25 +212,40 @@ def _prelude(config: Config, registry: str, replicas: dict[str, str]) -> list[st
     if _is_ecr(config):
         password = join(["aws", "ecr", "get-login-password", "--region"])
         login = join(["docker", "login", "--username", "AWS", "--password-stdin"])
+        # One login per registry: the first pull to need it logs in (mkdir is atomic, so
+        # pulls running at once agree who), the others wait for its outcome.
+        lines.append("mirror_state=$(mktemp -d)")
         lines.append(
-            "mirror_login() { mirror_password=$("
-            f'{password} "$(printf \'%s\' "$1" | cut -d. -f4)") && '
-            f'printf \'%s\\n\' "$mirror_password" | {login} "$1"; }}'
+            "mirror_login() { "
+            'mirror_mark="$mirror_state/login-$1"; '
+            'if mkdir "$mirror_mark" 2>/dev/null; then '
+            f'if mirror_password=$({password} "$(printf \'%s\' "$1" | cut -d. -f4)") && '
+            f'printf \'%s\\n\' "$mirror_password" | {login} "$1" >&2; '
+            'then : > "$mirror_mark/ok"; else : > "$mirror_mark/failed"; return 1; fi; '
+            'else while [ ! -e "$mirror_mark/ok" ] && [ ! -e "$mirror_mark/failed" ]; '
+            'do sleep 1; done; [ -e "$mirror_mark/ok" ]; fi; }'
         )
         lines.append('mirror_login "$MIRROR_REGISTRY"')
     else:
         lines.append("mirror_login() { :; }")
     # mirror_fetch PATH pulls PATH and prints the reference it pulled: the builder's image
     # store knows only that one, so the names are tagged from it (and a digest reference
-    # can be no tag's target).
+    # can be no tag's target). A failure says what failed, in docker's words; only a
+    # replica that lacks what the primary has is "replication lags".
     lines.append(
         "mirror_fetch() { "
-        'if docker pull --quiet "$MIRROR_REGISTRY/$1" >/dev/null; then '
+        'if mirror_said=$(docker pull --quiet "$MIRROR_REGISTRY/$1" 2>&1); then '
         'echo "$MIRROR_REGISTRY/$1"; return 0; fi; '
-        '[ "$MIRROR_REGISTRY" != "$mirror_primary" ] || return 1; '
-        'echo "mirror: $MIRROR_REGISTRY lacks $1 (replication lags); pulling it from '
-        '$mirror_primary" >&2; mirror_login "$mirror_primary" >&2 && '
-        'docker pull --quiet "$mirror_primary/$1" >/dev/null && echo "$mirror_primary/$1"; }'
+        'if [ "$MIRROR_REGISTRY" = "$mirror_primary" ]; then '
+        'echo "mirror: docker pull $MIRROR_REGISTRY/$1 failed: $mirror_said" >&2; return 1; fi; '
+        'mirror_login "$mirror_primary" || { '
+        'echo "mirror: docker pull $MIRROR_REGISTRY/$1 failed: $mirror_said; and no login to '
+        '$mirror_primary" >&2; return 1; }; '
+        'if mirror_primary_said=$(docker pull --quiet "$mirror_primary/$1" 2>&1); then '
+        'echo "mirror: $MIRROR_REGISTRY lacks $1 (replication lags); pulled it from '
+        '$mirror_primary" >&2; echo "$mirror_primary/$1"; return 0; fi; '
+        'echo "mirror: docker pull failed from $MIRROR_REGISTRY ($mirror_said) and from '
+        '$mirror_primary ($mirror_primary_said)" >&2; return 1; }'
     )
     return lines
 
@@ -248,7 +267,7 @@ def render_commands(
             "sleep $((attempt * 5)); done"
         )
         commands += [join(["docker", "tag", pulled, name]) for name in pull.names]
-    commands.append(END_MARK)
+    commands += ['rm -rf "${mirror_state:-}"', END_MARK]
     return commands
 
 
@@ -279,6 +298,7 @@ _SCRIPT = """\
 set -eu
 
 {prelude}
+mirror_config={config_word}
 PARALLEL="${{MIRROR_PULL_PARALLEL:-4}}"
 
 pull_and_tag() {{
@@ -352,12 +372,22 @@ mirror_pull() {{
 {images}
 wait_all
 if [ "$mirror_filtering" -gt 0 ]; then
-  printf '%s\\n' "$mirror_wanted" | while IFS= read -r wanted; do
+  while IFS= read -r wanted; do
     [ -n "$wanted" ] || continue
-    printf '%s\\n' "$mirror_known" | grep -Fqx -- "$wanted" ||
-      echo "mirror: $wanted is not mirrored: the build pulls it upstream" >&2
-  done
+    printf '%s\\n' "$mirror_known" | grep -Fqx -- "$wanted" && continue
+    if [ "${{MIRROR_STRICT:-0}}" = 1 ]; then
+      echo "mirror: $wanted is not mirrored (MIRROR_STRICT=1): add" \\
+        "'- $wanted' to images: in $mirror_config, then mirror sync" >&2
+      failed=1
+    else
+      echo "mirror: $wanted is not mirrored: the build pulls it upstream" \\
+        "(MIRROR_STRICT=1 fails instead)" >&2
+    fi
+  done <<MIRROR_WANTED
+$mirror_wanted
+MIRROR_WANTED
 fi
+rm -rf "${{mirror_state:-}}"
 [ "$failed" = 0 ] || exit 1
 echo "mirror: base images ready"
 """
@@ -366,8 +396,10 @@ echo "mirror: base images ready"
 def render_script(
     config: Config, registry: str, pulls: list[Pull], replicas: dict[str, str] | None = None
 ) -> str:
+    name = printable(config.source.rsplit("/", 1)[-1], limit=200)
     return _SCRIPT.format(
-        config=printable(config.source.rsplit("/", 1)[-1], limit=200),
+        config=name,
+        config_word=word(name),
         prelude="\n".join(_prelude(config, registry, replicas or {})),
         attempts=" ".join(str(i) for i in range(1, PULL_ATTEMPTS + 1)),
         last=PULL_ATTEMPTS,
@@ -398,9 +430,22 @@ def render(
 _BUILD_CONTEXT_HEADER = """\
 # Generated by `mirror buildspec --format build-context`. Source it, then build:
 #   . ./mirror-contexts.sh && docker buildx build $MIRROR_BUILD_CONTEXTS .
-# It logs in to the mirror (the replica in the build's AWS_REGION when there is one) and
-# sets MIRROR_BUILD_CONTEXTS to one --build-context name=docker-image://... a local name.
+# It logs in to the mirror (the replica in the build's AWS_REGION when there is one, the
+# primary for an image the replica lacks yet) and sets MIRROR_BUILD_CONTEXTS to one
+# --build-context name=docker-image://... a local name.
 """
+
+# mirror_source PATH prints where BuildKit is to read PATH from: the registry chosen, or
+# the primary when a replica lacks it yet (asked without pulling: the build reads it).
+_SOURCE = (
+    "mirror_source() { "
+    'if [ "$MIRROR_REGISTRY" = "$mirror_primary" ] || '
+    'docker buildx imagetools inspect "$MIRROR_REGISTRY/$1" >/dev/null 2>&1; then '
+    'echo "$MIRROR_REGISTRY/$1"; return 0; fi; '
+    'mirror_login "$mirror_primary" || return 1; '
+    'echo "mirror: $MIRROR_REGISTRY lacks $1 (replication lags); the build reads it from '
+    '$mirror_primary" >&2; echo "$mirror_primary/$1"; }'
+)
 
 
 def render_build_context(
@@ -408,13 +453,14 @@ def render_build_context(
 ) -> str:
     """A POSIX sh snippet to source: the login, and `--build-context` flags in
     MIRROR_BUILD_CONTEXTS (BuildKit resolves `docker-image://` itself, so its registry
-    credentials must be in place first)."""
-    lines = [*_prelude(config, registry, replicas or {}), 'MIRROR_BUILD_CONTEXTS=""']
+    credentials must be in place first). Sourced, so a failure returns, never exits."""
+    lines = [*_prelude(config, registry, replicas or {}), _SOURCE, 'MIRROR_BUILD_CONTEXTS=""']
     for pull in pulls:
+        lines.append(f"mirror_ref=$({join(['mirror_source', pull.path])}) || return 1")
         for name in pull.names:
-            flag = f"--build-context {name}=docker-image://$MIRROR_REGISTRY/{pull.path}"
-            lines.append(f'MIRROR_BUILD_CONTEXTS="$MIRROR_BUILD_CONTEXTS {inert(flag)}"')
-    lines.append("export MIRROR_BUILD_CONTEXTS")
+            flag = word(f" --build-context {name}=docker-image://")
+            lines.append(f'MIRROR_BUILD_CONTEXTS="$MIRROR_BUILD_CONTEXTS"{flag}"$mirror_ref"')
+    lines += ['rm -rf "${mirror_state:-}"', "export MIRROR_BUILD_CONTEXTS"]
     return _BUILD_CONTEXT_HEADER + "\n".join(lines) + "\n"
 
 

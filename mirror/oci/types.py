@@ -22,6 +22,7 @@ __all__ = [
     "INDEX_TYPES",
     "OCI_INDEX",
     "OCI_MANIFEST",
+    "PLATFORMS_ANNOTATION",
     "SCHEMA1_TYPES",
     "UPSTREAM_DIGEST_ANNOTATION",
     "Descriptor",
@@ -61,6 +62,9 @@ ATTESTATION_SUBJECT_ANNOTATION = "vnd.docker.reference.digest"
 # Written into a platform-filtered index so a later run can tell it is up to date
 # without pulling the upstream index again.
 UPSTREAM_DIGEST_ANNOTATION = "io.github.mirror.upstream-digest"
+# ...and the platforms it keeps: a change of `platforms` is seen, and can be made from the
+# target's own copy when it narrows.
+PLATFORMS_ANNOTATION = "io.github.mirror.platforms"
 
 
 def sha256_digest(data: bytes) -> str:
@@ -142,6 +146,15 @@ class PlatformFilter:
     """The platforms a user asked for; a written variant must match, an omitted one need not."""
 
     wanted: tuple[Platform, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> PlatformFilter:
+        """`linux/amd64,linux/arm64`, as str() writes it."""
+        return cls(tuple(Platform.parse(p) for p in text.split(",")))
+
+    def covers(self, other: PlatformFilter) -> bool:
+        """Whether every platform `other` wants, this one wants too."""
+        return all(self.accepts(want) for want in other.wanted)
 
     def accepts(self, platform: Platform | None) -> bool:
         if platform is None:
@@ -253,11 +266,12 @@ class Manifest:
                 found.append(descriptor)
         return found
 
-    def filtered(self, platforms: PlatformFilter) -> Manifest:
+    def filtered(self, platforms: PlatformFilter, upstream_digest: str | None = None) -> Manifest:
         """An index with only the wanted platforms, and the attestations that cover them.
 
-        The result records this index's digest so later runs can detect "unchanged" with
-        a free HEAD upstream.
+        The result records the upstream index's digest (this one's, unless this is itself
+        a filtered copy of it) and the platforms asked for, so later runs can tell it is up
+        to date with a free HEAD upstream, and narrow it again without pulling it.
         """
         kept = [c for c in self.children if not c.is_attestation and platforms.accepts(c.platform)]
         kept_digests = {c.digest for c in kept}
@@ -268,7 +282,8 @@ class Manifest:
         body["manifests"] = [c.raw for c in kept]
         body["annotations"] = {
             **(self.body.get("annotations") or {}),
-            UPSTREAM_DIGEST_ANNOTATION: self.digest,
+            UPSTREAM_DIGEST_ANNOTATION: upstream_digest or self.digest,
+            PLATFORMS_ANNOTATION: str(platforms),
         }
         raw = json.dumps(body, indent=3).encode()
         return Manifest(self.media_type, raw, sha256_digest(raw), body)
@@ -279,6 +294,16 @@ class Manifest:
         annotations = self.body.get("annotations") or {}
         value = annotations.get(UPSTREAM_DIGEST_ANNOTATION)
         return str(value) if value else None
+
+    @property
+    def kept_platforms(self) -> PlatformFilter | None:
+        """For an index written by `filtered`, the platforms it was asked to keep (None for
+        one written before mirror recorded them)."""
+        value = (self.body.get("annotations") or {}).get(PLATFORMS_ANNOTATION)
+        try:
+            return PlatformFilter.parse(str(value)) if value else None
+        except ValueError:
+            return None
 
 
 def guess_media_type(body: dict[str, Any]) -> str | None:

@@ -9,6 +9,7 @@ import re
 import subprocess
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -90,7 +91,10 @@ def test_the_buildspec_fragment_is_a_buildspec_with_pinned_pulls_and_the_config_
     pulls = [c for c in commands if c.startswith("for attempt")]  # one retry loop an image
     assert len(pulls) == 3 and all("@sha256:" in c for c in pulls)
     tags = [c.rsplit(" ", 1)[1] for c in commands if c.startswith("docker tag")]
-    assert tags == ["nginx:1.16", "python:3.12", "quay.io/prometheus/node-exporter:v1.8.2"]
+    assert tags == [
+        "nginx:1.16", "docker.io/library/nginx:1.16", "python:3.12",
+        "docker.io/library/python:3.12", "quay.io/prometheus/node-exporter:v1.8.2",
+    ]  # fmt: skip
     assert "python:3.13: not mirrored yet" in run.err
 
 
@@ -127,7 +131,10 @@ def test_the_script_passes_shellcheck_and_pulls_exactly_what_is_mirrored(
         digest = path.split("@")[1]
         assert skopeo.raw_digest(ecr.data_plane.host, path, ECR_CREDS) == digest
     tagged = sorted(c.split()[-1] for c in calls if c.startswith("docker tag"))
-    assert tagged == ["nginx:1.16", "python:3.12", "quay.io/prometheus/node-exporter:v1.8.2"]
+    assert tagged == [
+        "docker.io/library/nginx:1.16", "docker.io/library/python:3.12", "nginx:1.16",
+        "python:3.12", "quay.io/prometheus/node-exporter:v1.8.2",
+    ]  # fmt: skip
 
 
 def test_a_failed_pull_names_the_image_and_fails_the_script(mirrored, mirror, tmp_path):
@@ -171,11 +178,13 @@ def test_only_the_images_the_dockerfiles_use_and_a_warning_for_the_rest(
     assert checked.returncode == 0, checked.stdout
     shims = Shims(tmp_path)
     words = shims.build_contexts(snippet)
-    assert len(words) == 2 and words[0] == "--build-context"
-    name, _, ref = words[1].partition("=")
-    assert (
-        name == "nginx:1.16" and ref.startswith(f"docker-image://{ecr.host}/") and "@sha256:" in ref
-    )
+    assert len(words) == 4 and words[0] == words[2] == "--build-context"
+    names = []
+    for flag in (words[1], words[3]):
+        name, _, ref = flag.partition("=")
+        assert ref.startswith(f"docker-image://{ecr.host}/") and "@sha256:" in ref
+        names.append(name)
+    assert names == ["nginx:1.16", "docker.io/library/nginx:1.16"]
     # BuildKit resolves docker-image:// itself: the snippet logged in first, to that host.
     assert ["docker", "login", "--username", "AWS", "--password-stdin", ecr.host] in shims.calls()
 
@@ -353,9 +362,20 @@ def test_the_script_pulls_only_what_its_dockerfile_or_image_arguments_name(
         return tags, done.stderr
 
     by_file, err = pulled(str(dockerfile))
-    assert by_file == ["nginx:1.16", "quay.io/prometheus/node-exporter:v1.8.2"]
-    assert "redis:7 is not mirrored" in err
+    assert by_file == [
+        "docker.io/library/nginx:1.16", "nginx:1.16", "quay.io/prometheus/node-exporter:v1.8.2"
+    ]  # fmt: skip
+    assert "redis:7 is not mirrored: the build pulls it upstream" in err
+    strict = shims.run("sh", script, str(dockerfile), env={"MIRROR_STRICT": "1"})
+    assert strict.returncode == 1  # a base nobody mirrored fails the build, saying what to add
+    assert (
+        "redis:7 is not mirrored (MIRROR_STRICT=1): add '- redis:7' to images: in "
+        f"{Path(mirrored).name}, then mirror sync" in strict.stderr
+    )
     by_name, _ = pulled("docker.io/library/python:3.12")
-    assert by_name == ["python:3.12"]
+    assert by_name == ["docker.io/library/python:3.12", "python:3.12"]
     everything, _ = pulled()
-    assert everything == ["nginx:1.16", "python:3.12", "quay.io/prometheus/node-exporter:v1.8.2"]
+    assert everything == [
+        "docker.io/library/nginx:1.16", "docker.io/library/python:3.12", "nginx:1.16",
+        "python:3.12", "quay.io/prometheus/node-exporter:v1.8.2",
+    ]  # fmt: skip

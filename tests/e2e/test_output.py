@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mirror import __version__
@@ -64,17 +66,33 @@ def test_the_report_lists_every_field_a_user_reads(hub, target, seeder, mirror, 
     assert "sync: 1 copied" in run.out
 
 
-def test_the_readme_demo_runs_end_to_end():
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.support.demo"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "demo: OK" in result.stdout
-    assert "0 on the re-sync" in result.stdout
+def test_the_readme_demo_runs_end_to_end_and_can_keep_its_registries_to_explore():
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.demo", "--keep"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        seen = ""
+        while "Ctrl-C" not in seen:
+            line = demo.stdout.readline()
+            assert line, f"the demo ended early: {seen}{demo.stderr.read() if demo.stderr else ''}"
+            seen += line
+        assert "demo: OK" in seen and "0 on the re-sync" in seen
+        # still up: the commands the demo suggests work against its registries
+        resolved = subprocess.run(
+            [sys.executable, "-m", "mirror", "validate", "--resolve", "--config",
+             str(ROOT / "config" / "demo.yaml")],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert resolved.returncode == 0, resolved.stderr
+        assert "picks 2: v1.8.2, v1.8.1" in resolved.stdout
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(timeout=30)
+    assert code == 0
+    with pytest.raises(httpx.TransportError):  # and stopped with Ctrl-C
+        httpx.get("http://127.0.0.1:5002/v2/", timeout=2)
 
 
 def test_the_report_says_when_which_version_from_which_config_and_its_run_id(

@@ -94,14 +94,22 @@ def test_an_unchanged_from_line_builds_from_the_mirror_with_the_upstream_gone(
     root, runroot = podman.storage[1], podman.storage[3]
     (shim / "docker").write_text(DOCKER_AS_PODMAN.format(root=root, runroot=runroot))
     (shim / "docker").chmod(0o755)
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "Dockerfile").write_text(
-        "FROM nginx:1.16 AS base\nCOPY --from=tools:1 /tool /tool\n"
-        "RUN test -f /tool && echo built > /built\n"
-    )
+    # Short names, as Docker users write them, and fully qualified ones, which podman and
+    # buildah look up as written (they do not normalise short names as Docker does).
+    apps = {}
+    for kind, prefix in (("short", ""), ("qualified", "docker.io/library/")):
+        app = apps[kind] = tmp_path / f"app-{kind}"
+        app.mkdir()
+        (app / "Dockerfile").write_text(
+            f"FROM {prefix}nginx:1.16 AS base\nCOPY --from={prefix}tools:1 /tool /tool\n"
+            "RUN test -f /tool && echo built > /built\n"
+        )
     env = {"PATH": f"{shim}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path)}
-    for include, args in ((script, [str(app / "Dockerfile")]), (fragment, [])):
+    for include, args, app in (
+        (script, [str(apps["qualified"] / "Dockerfile")], apps["qualified"]),
+        (fragment, [], apps["short"]),
+        (fragment, [], apps["qualified"]),
+    ):
         podman("rmi", "--all", "--force")
         pulled = subprocess.run(
             ["sh", str(include), *args], env=env, capture_output=True, text=True, timeout=300

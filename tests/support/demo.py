@@ -2,12 +2,15 @@
 
 Starts the registries config/demo.yaml names, seeds a few small sample images upstream,
 runs `mirror validate`, `mirror sync` twice (the second is a no-op that spends no pull),
-and checks every target digest with skopeo.
+and checks every target digest with skopeo. With `--keep` the registries stay up after
+the checks, to explore with mirror's other commands, until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,7 +70,23 @@ def mirror(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def main() -> int:
+EXPLORE = """
+The registries keep running until Ctrl-C (127.0.0.1:5001 is Docker Hub, :5003 Quay,
+:5002 the target). Try, in another terminal:
+  .venv/bin/mirror plan --config config/demo.yaml
+  .venv/bin/mirror validate --resolve --config config/demo.yaml
+  .venv/bin/mirror copy --config config/demo.yaml python:3.13-slim
+  .venv/bin/mirror buildspec --format script --config config/demo.yaml
+  skopeo inspect --tls-verify=false docker://127.0.0.1:5002/mirror/docker-hub/library/nginx:1.16
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bash .ci/demo", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the registries running after the checks"
+    )
+    args = parser.parse_args(argv)
     with ExitStack() as stack:
         try:
             backend = stack.enter_context(LocalRegistry())
@@ -105,7 +124,19 @@ def main() -> int:
             print("demo: FAILED", file=sys.stderr)
             return 1
         print("\ndemo: OK")
+        if args.keep:
+            print(EXPLORE, flush=True)
+            _wait_for_a_signal()
         return 0
+
+
+def _wait_for_a_signal() -> None:
+    """Block until Ctrl-C or SIGTERM; the registries stop as the `with` ends."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        print("demo: stopping the registries")
 
 
 if __name__ == "__main__":

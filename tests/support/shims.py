@@ -24,9 +24,11 @@ with open(os.environ["SHIM_LOG"], "a") as log:
     log.write(json.dumps([{name!r}, *sys.argv[1:]]) + "\\n")
 if {name!r} == "aws":
     print("not-a-real-password")
-missing = os.environ.get("SHIM_MISSING_ON")  # a registry that lacks every digest
+# registries (comma-separated) that lack every digest
+missing = [host for host in os.environ.get("SHIM_MISSING_ON", "").split(",") if host]
 pulling = {name!r} == "docker" and sys.argv[1:2] == ["pull"]
-if pulling and missing and sys.argv[-1].startswith(missing + "/"):
+asking = {name!r} == "docker" and sys.argv[1:4] == ["buildx", "imagetools", "inspect"]
+if (pulling or asking) and any(sys.argv[-1].startswith(host + "/") for host in missing):
     print("manifest unknown", file=sys.stderr)
     sys.exit(1)
 # Like docker and podman, the image store knows only the references pulled or tagged.
@@ -72,7 +74,7 @@ class Shims:
         self, shell: str, script: Path, *args: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run `script` with `shell` (sh or bash), the shims first on PATH; `env` adds to
-        the environment (AWS_REGION, SHIM_MISSING_ON=<host>)."""
+        the environment (AWS_REGION, SHIM_MISSING_ON=<host>[,<host>])."""
         self.log.unlink(missing_ok=True)
         Path(f"{self.log}.store").unlink(missing_ok=True)
         env = {

@@ -204,3 +204,15 @@ images:
         "arn:aws:ecr:eu-west-1:111122223333:repository/mirror/*",
         "arn:aws:ecr:ap-northeast-1:444455556666:repository/mirror/*",
     ]
+
+
+def test_without_a_region_the_region_is_named_not_sts(policy, monkeypatch):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    text = CONFIG.replace("  region: eu-west-1\n", "")
+
+    code, _, err = policy(text=text)
+
+    assert code == 2
+    assert "the target's Region is unknown (set target.region (or AWS_REGION))" in err
+    assert "STS" not in err

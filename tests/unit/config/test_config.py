@@ -57,7 +57,7 @@ def test_defaults_are_folded_into_each_image(tmp_path):
             ":13: images[2].tags.latest: must be a whole number",
         ),
         (("  - nginx:1.16", "  - Nginx:1.16"), ":8: images[0]: invalid repository"),
-        (('semver: ">=1.7.0"', 'semver: "~1"'), ":13: images[2].tags.semver: invalid semver"),
+        (('semver: ">=1.7.0"', 'semver: "~>1.2"'), ":13: images[2].tags.semver: invalid semver"),
         (("[linux/amd64]", "[linux]"), ":6: defaults.platforms: invalid platform 'linux'"),
         (("version: 1", "version: 2"), ":1: version: must be 1, not a number 2"),
         (
@@ -186,7 +186,7 @@ def test_the_same_image_twice_is_an_error_naming_both_lines(tmp_path):
     text = GOOD.replace("  - nginx:1.16\n", "  - nginx:1.16\n  - docker.io/library/nginx:1.16\n")
     error = error_of(tmp_path, text)
     assert "mirror.yaml:9: images: docker.io/library/nginx:1.16 is listed twice" in error
-    assert "(first at line 8)" in error
+    assert "first at line 8 (remove one of the two entries)" in error
 
 
 def test_a_region_that_does_not_exist_is_named_with_the_closest_one(tmp_path):
@@ -354,3 +354,36 @@ def test_a_garbled_config_is_a_config_error_naming_the_line_and_exit_2(
     assert main(["validate", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert expected in err and "internal error" not in err
+
+
+def test_validate_reports_every_problem_at_once_each_on_its_own_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HUB_USER", raising=False)
+    text = (
+        "version: 1\n"
+        "target:\n  kind: ecr\n  region: eu-wset-1\n"
+        "registries:\n  docker.io:\n"
+        "    credentials: {username_env: HUB_USER, password_env: HUB_USER}\n"
+        "images:\n  - nginx:1.16\n  - docker.io/library/nginx:1.16\n"
+    )
+    path = write(tmp_path, text)
+
+    assert main(["validate", "--config", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].endswith(
+        "mirror.yaml:4: target.region: eu-wset-1 is not an AWS Region; did you mean eu-west-1?"
+    )
+    assert ":10: images: docker.io/library/nginx:1.16 is listed twice" in lines[1]
+    assert "registries.docker.io.credentials: environment variable(s) HUB_USER" in lines[2]
+    assert all(line.startswith("mirror: ") and "\\n" not in line for line in lines)
+
+
+def test_schema_errors_are_all_reported_each_on_its_own_line(tmp_path, capsys):
+    text = GOOD.replace("latest: 3", "latest: three").replace("    tags: [", "    tgas: [")
+    path = write(tmp_path, text)
+
+    assert main(["validate", "--config", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(": ", 2)[1].rsplit(":", 1)[-1] for line in lines] == ["10", "13"]
+    assert "images[1].tgas: unknown key 'tgas'" in lines[0]
+    assert "images[2].tags.latest: must be a whole number" in lines[1]
