@@ -30,8 +30,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:  # httpx is imported where a request is made: `validate` never pays it
+    import httpx
 
 __all__ = [
     "AuthError",
@@ -233,6 +235,8 @@ def printable(text: str, *, limit: int = 500) -> str:
 
 def safe_url(url: httpx.URL | str) -> str:
     """A URL fit for a message: no query string (presigned CDN URLs carry credentials there)."""
+    import httpx
+
     parsed = httpx.URL(str(url))
     return printable(str(parsed.copy_with(query=None, fragment=None, userinfo=b"")))
 
@@ -360,6 +364,8 @@ def is_retryable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, RegistryError):
         return exc.status in (408,)
+    import httpx
+
     return isinstance(exc, httpx.TransportError | httpx.StreamConsumed)
 
 

@@ -22,7 +22,7 @@ from mirror.aws.partitions import partition
 from mirror.config.lifecycle import MIRROR_DEFAULTS
 from mirror.config.model import KmsEncryption, RepositorySettings
 from mirror.errors import MirrorError, aws_hint
-from mirror.oci.auth import Credentials
+from mirror.oci.credentials import Credentials
 from mirror.secrets import remember, remember_credentials
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "Refusals",
     "RefusedSetting",
     "call_aws",
-    "ecr_host",
     "encryption_configuration",
     "exclusion_filters",
     "owned",
@@ -127,11 +126,6 @@ class Refusals:
     def all(self) -> list[RefusedSetting]:
         with self._lock:
             return list(self._found)
-
-
-def ecr_host(account: str, region: str) -> str:
-    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
-    return f"{account}.dkr.ecr.{region}{suffix}"
 
 
 def call_aws(client: Any, operation: str, **kwargs: Any) -> Any:

@@ -23,7 +23,7 @@ from mirror.aws.partitions import partition
 from mirror.aws.templates import creation_template, ensure_template
 from mirror.config.cacheable import CacheableUpstream, ptc_upstream
 from mirror.config.model import RepositorySettings
-from mirror.oci.auth import Credentials
+from mirror.oci.credentials import Credentials
 from mirror.oci.reference import registry_alias
 
 __all__ = ["PullThroughCache", "managed_secret_name", "ptc_prefix"]

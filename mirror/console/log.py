@@ -7,78 +7,16 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
-from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
 from mirror.files import mute_stdout, stdout_gone
-from mirror.secrets import REDACTED, mask
+from mirror.secrets import redact
 from mirror.service.runs import LogFormat, set_log_format
 
-__all__ = ["redact", "scrub_text", "setup_logging"]
-
-_SECRET_KEY_RE = re.compile(r"authorization|password|passwd|secret|token|credential", re.I)
-_SECRET_VALUE_RE = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
-# A URL in text: its userinfo and query (presigned URLs carry X-Amz-Signature, sig=) go.
-_URL_RE = re.compile(r"\b(https?://)(?:[^\s/?#@'\"<>]*@)?([^\s?#'\"<>]*)(\?[^\s#'\"<>]*)?", re.I)
-
-
-def _url(match: re.Match[str]) -> str:
-    return match.group(1) + match.group(2) + ("?" + REDACTED if match.group(3) else "")
-
-
-# A secret-named field in serialized text (a JSON body in a library's wire log, logged
-# before mirror has seen the value): `"SecretString": "..."`, quotes escaped or not.
-_SECRET_FIELD_RE = re.compile(
-    r"((?:SecretString|SecretBinary|authorizationToken|accessToken|access_token|token|"
-    r"password|secret)\\*[\"']?\s*[:=]\s*\\*[\"'])(.*?)(?=\\*[\"'])",
-    re.I,
-)
-
-
-_SECRET_PAIR_RE = re.compile(
-    r"\b((?:password|passwd|secret|token|access_token|signature|sig|"
-    r"X-Amz-Signature|X-Amz-Security-Token|X-Amz-Credential)=)([^\s&'\",;]+)",
-    re.I,
-)
-
-
-def scrub_text(text: str) -> str:
-    """Known secrets, secret-named fields, auth header values, and URLs' userinfo and query,
-    masked."""
-    text = _SECRET_FIELD_RE.sub(lambda m: m.group(1) + REDACTED, mask(text))
-    text = _SECRET_PAIR_RE.sub(lambda m: m.group(1) + REDACTED, text)
-    text = _SECRET_VALUE_RE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    return _URL_RE.sub(_url, text)
-
-
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        return scrub_text(value)
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if _SECRET_KEY_RE.search(str(k)) else _scrub(v) for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
-    if isinstance(value, bytes):  # a library's raw body
-        return _scrub(str(value))
-    return value
-
-
-def redact(
-    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """structlog processor: drop values of secret-looking keys, mask auth headers in text."""
-    for key in list(event_dict):
-        if _SECRET_KEY_RE.search(key):
-            event_dict[key] = REDACTED
-        else:
-            event_dict[key] = _scrub(event_dict[key])
-    return event_dict
+__all__ = ["setup_logging"]
 
 
 class _LateStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -10,7 +10,7 @@ from typing import Any
 
 from mirror.config.model import EnvCredentials, SecretCredentials
 from mirror.errors import ConfigError
-from mirror.oci.auth import Credentials
+from mirror.oci.credentials import Credentials
 from mirror.secrets import remember, remember_credentials
 
 __all__ = ["resolve_credentials"]

@@ -1,10 +1,32 @@
-"""Where an upstream image lands in the target: `<prefix>/<alias>/<path>:<tag>`."""
+"""Where an upstream image lands in the target: `<registry>/<prefix>/<alias>/<path>:<tag>`."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from mirror.config import Config
+from mirror.oci.grammar import ecr_host
 from mirror.oci.reference import Reference, registry_alias
 
-__all__ = ["pin_tag", "pull_through_reference", "target_reference", "target_repository"]
+__all__ = [
+    "pin_tag",
+    "pull_through_reference",
+    "target_reference",
+    "target_registry_name",
+    "target_repository",
+]
+
+
+def target_registry_name(config: Config) -> str:
+    """The target's name as configured; for ECR without `registry`, a placeholder until
+    STS says which account this is."""
+    target = config.model.target
+    if target.registry:
+        return target.registry
+    if target.kind == "ecr":
+        return ecr_host("ACCOUNT", target.region or "REGION")
+    assert target.registry_url is not None
+    return urlsplit(target.registry_url).netloc
 
 
 def pin_tag(digest: str) -> str:

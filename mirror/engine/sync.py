@@ -12,6 +12,7 @@ a sync would spend and whether the quota covers it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -70,6 +71,7 @@ log = structlog.get_logger(__name__)
 # One event per image per pass, under its own name so a console run can leave them to
 # the per-image lines on stdout.
 image_log = structlog.get_logger("mirror.images")
+IMAGE_EVENTS = logging.getLogger("mirror.images")
 
 OnResult = Callable[[ImageResult], None]
 DEFAULT_MAX_WAIT_SECONDS = 600.0
@@ -374,11 +376,15 @@ class Pass:
             self.report.images.append(result)
             self._recorded.add(result.target)
             self._copying.pop(result.target, None)
-        fields = result.to_json()
-        if result.action is Action.FAILED:
-            image_log.error("image_failed", **fields)
-        else:
-            image_log.info("image_done", **fields)
+        failed = result.action is Action.FAILED
+        # A console run leaves these to its per-image lines (the logger is silenced): the
+        # event is not built for nobody, at thousands of images a pass.
+        if IMAGE_EVENTS.isEnabledFor(logging.ERROR if failed else logging.INFO):
+            fields = result.to_json()
+            if failed:
+                image_log.error("image_failed", **fields)
+            else:
+                image_log.info("image_done", **fields)
         if self.on_result is not None:
             self.on_result(result)
         moved = TagMoved.from_result(result) if result.action is Action.COPIED else None

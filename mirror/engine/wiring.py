@@ -9,27 +9,30 @@ from typing import Any
 
 import httpx
 
-from mirror.aws.ecr import Ecr, Refusals, RefusedSetting, call_aws, ecr_host
+from mirror.aws.ecr import Ecr, Refusals, RefusedSetting, call_aws
 from mirror.aws.ptc import PullThroughCache
 from mirror.aws.replication import Replication
 from mirror.config import Config
 from mirror.config.model import RegistrySettings, SecretCredentials
 from mirror.engine.credentials import resolve_credentials
+from mirror.engine.naming import target_registry_name
 from mirror.engine.quota import Budget
 from mirror.engine.replicas import ReplicaTarget
 from mirror.engine.upstream import Member, Upstream
 from mirror.errors import ConfigError
 from mirror.oci.addresses import redirect_guard
-from mirror.oci.auth import Credentials, RefreshingBasicAuth, RegistryAuth
+from mirror.oci.auth import RefreshingBasicAuth, RegistryAuth
 from mirror.oci.breaker import Breaker
 from mirror.oci.client import RegistryClient
+from mirror.oci.credentials import Credentials
+from mirror.oci.grammar import ecr_host
 from mirror.oci.reference import default_endpoint
 from mirror.oci.retry import RetryPolicy
 from mirror.oci.throttle import Pacer
 from mirror.oci.unasked import bound_unasked_body
-from mirror.oci.wire import WireTransport, proxy_configured
+from mirror.oci.wire import CookielessClient, WireTransport, proxy_configured
 
-__all__ = ["Clients", "caller_account", "target_registry_name"]
+__all__ = ["Clients", "caller_account"]
 
 # Nothing from a registry is decompressed (oci/limits.py): ask for identity, so a proxy
 # has no reason to compress, and httpx's default gzip/deflate offer is never made.
@@ -45,18 +48,6 @@ ECR_PUT_IMAGE_RATE = 8.0
 # allows 1 a second anonymous and 10 signed in (ECR Public service quotas), answering
 # more with `429 TOOMANYREQUESTS: Rate exceeded`. (anonymous, with credentials)
 DOCUMENTED_REQUEST_RATES = {"public.ecr.aws": (1.0, 10.0)}
-
-
-def target_registry_name(config: Config) -> str:
-    """The target's name as configured; for ECR without `registry`, a placeholder until
-    STS says which account this is."""
-    target = config.model.target
-    if target.registry:
-        return target.registry
-    if target.kind == "ecr":
-        return ecr_host("ACCOUNT", target.region or "REGION")
-    assert target.registry_url is not None
-    return httpx.URL(target.registry_url).netloc.decode("ascii")
 
 
 def caller_account(region: str | None = None) -> str | None:
@@ -328,7 +319,7 @@ class Clients:
         proxied = proxy_configured()
         hooks = {"response": [redirect_guard(resolve=proxied), bound_unasked_body]}
         wire = None if proxied else WireTransport(self._tls)
-        client = httpx.Client(
+        client = CookielessClient(
             timeout=self.timeouts.httpx(),
             headers=_HEADERS,
             verify=self._tls,
@@ -376,13 +367,13 @@ class Clients:
         # nothing unread waits on it. Blob bodies get a client of their own, with a pool
         # of their own, so a long copy never holds up a manifest request.
         if proxied:
-            http = data = httpx.Client(limits=limits, **settings)
+            http = data = CookielessClient(limits=limits, **settings)
             self._http.append(http)
         else:
-            http = httpx.Client(
+            http = CookielessClient(
                 transport=WireTransport(self._tls, keep=self._pool_size), **settings
             )
-            data = httpx.Client(
+            data = CookielessClient(
                 transport=WireTransport(self._tls, keep=self._pool_size), **settings
             )
             self._http += [http, data]

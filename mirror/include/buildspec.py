@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 from ruamel.yaml import YAML
 
-from mirror.aws.ecr import ecr_host
 from mirror.config import Config
 from mirror.engine.report import ErrorInfo
 from mirror.engine.sync import pull_through_cached, resolve_jobs
@@ -32,7 +31,7 @@ from mirror.errors import MirrorError, printable
 from mirror.include.dockerfile import BaseImage
 from mirror.include.dockerfile_awk import DOCKERFILE_AWK
 from mirror.include.shell import Var, Word, join, require_host, require_region, word
-from mirror.oci.grammar import is_digest, is_repository, is_tag
+from mirror.oci.grammar import ecr_host, is_digest, is_repository, is_tag
 from mirror.oci.reference import DEFAULT_REGISTRY, Reference, parse_reference
 
 __all__ = [

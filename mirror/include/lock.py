@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 
 from mirror.config import Config
+from mirror.engine.naming import target_registry_name
 from mirror.engine.sync import resolve_jobs
-from mirror.engine.wiring import Clients, target_registry_name
+from mirror.engine.wiring import Clients
 from mirror.errors import ConfigError, MirrorError, printable
 from mirror.include.buildspec import Pull, local_names, replica_registries
 from mirror.oci.grammar import ecr_registry_region, is_aws_region, is_digest, is_host

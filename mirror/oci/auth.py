@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
@@ -34,6 +34,7 @@ from mirror.errors import (
     safe_url,
 )
 from mirror.oci.addresses import refused_host
+from mirror.oci.credentials import Credentials
 from mirror.oci.limits import TOKEN_BODY_BYTES, read_bounded, read_error_body, request_timeout
 from mirror.oci.origin import Origin, origin_of, same_origin
 from mirror.oci.types import parse_json_object
@@ -41,7 +42,6 @@ from mirror.secrets import remember
 
 __all__ = [
     "Challenge",
-    "Credentials",
     "RefreshingBasicAuth",
     "RegistryAuth",
     "check_realm",
@@ -58,14 +58,6 @@ _MAX_TOKEN_SECONDS = 86400.0
 _PATH_RE = re.compile(
     r"^/v2/(?P<name>.+)/(?:manifests/[^/]+|blobs/uploads/.*|blobs/[^/]+|tags/list|referrers/[^/]+)$"
 )
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """A username and a password or access token; the secret never shows in repr."""
-
-    username: str
-    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)

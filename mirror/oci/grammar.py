@@ -15,6 +15,7 @@ from mirror.errors import InvalidUpstreamDataError, printable
 
 __all__ = [
     "DIGEST_HEX_LENGTHS",
+    "ecr_host",
     "ecr_registry_region",
     "is_aws_region",
     "is_digest",
@@ -112,3 +113,9 @@ def require_reference(text: object, where: str) -> str:
     if isinstance(text, str) and (is_tag(text) or is_digest(text)):
         return text
     raise _refuse("tag or digest", str(text), where)
+
+
+def ecr_host(account: str, region: str) -> str:
+    """The data-plane host of an account's private ECR registry in `region`."""
+    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
+    return f"{account}.dkr.ecr.{region}{suffix}"

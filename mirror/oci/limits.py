@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from mirror.errors import DeadlineExceededError, InvalidUpstreamDataError, printable
+
+if TYPE_CHECKING:  # imported where a request is made: loading a config never pays it
+    import httpx
 
 __all__ = [
     "ERROR_BODY_BYTES",
@@ -62,6 +64,8 @@ class Timeouts:
     image: float = 1800.0  # copying one image, blobs included
 
     def httpx(self) -> httpx.Timeout:
+        import httpx
+
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.read, pool=300.0)
 
 
@@ -100,6 +104,8 @@ def check_deadline() -> None:
 
 def request_timeout(base: httpx.Timeout) -> httpx.Timeout:
     """`base`, with no socket wait longer than what is left of the current deadline."""
+    import httpx
+
     current = _current.get()
     if current is None:
         return base
@@ -147,6 +153,8 @@ def read_bounded(response: httpx.Response, limit: int, what: str) -> bytes:
 def read_error_body(response: httpx.Response) -> bytes:
     """At most ERROR_BODY_BYTES of an error response, for its code and message; the rest
     is never read. A body that does not arrive in time is simply left out."""
+    import httpx
+
     if response.is_stream_consumed:  # read already (not a streamed request)
         try:
             return response.content[:ERROR_BODY_BYTES]

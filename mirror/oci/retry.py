@@ -81,7 +81,24 @@ class RetryPolicy:
         )
 
     def call(self, fn: Callable[[], T]) -> T:
-        """Run `fn`, retrying transient failures; the last error propagates unchanged."""
+        """Run `fn`, retrying transient failures; the last error propagates unchanged.
+
+        The first attempt runs outside tenacity: almost every call succeeds at once, and
+        building a Retrying costs as much CPU as a no-op pass's URL and headers together.
+        A first failure is handed to tenacity as its first attempt's outcome, so the
+        decisions (whether, how long, the `retrying` line) are the same either way."""
+        try:
+            return fn()
+        except Exception as exc:  # tenacity judges it, as it would any attempt
+            first: Exception | None = exc
+
+        def attempt() -> T:
+            nonlocal first
+            if first is not None:
+                failure, first = first, None
+                raise failure
+            return fn()
+
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=self._wait,
@@ -89,4 +106,4 @@ class RetryPolicy:
             before_sleep=self._before_sleep,
             reraise=True,
         )
-        return retrying(fn)
+        return retrying(attempt)

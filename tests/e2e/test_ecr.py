@@ -17,7 +17,7 @@ from mirror.config.lifecycle import DEFAULT_POLICY
 from mirror.console.log import setup_logging
 from mirror.engine.sync import SyncOptions, run_pass
 from mirror.engine.wiring import Clients
-from mirror.oci.auth import Credentials
+from mirror.oci.credentials import Credentials
 from mirror.prune import restore_after_pass
 from tests.support import skopeo
 from tests.support.ecr_front import EcrFront

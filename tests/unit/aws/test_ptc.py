@@ -13,7 +13,7 @@ from mirror.aws.ecr import AwsError, Refusals
 from mirror.aws.ptc import PullThroughCache, ptc_prefix
 from mirror.config.lifecycle import DEFAULT_POLICY
 from mirror.config.model import RepositorySettings
-from mirror.oci.auth import Credentials
+from mirror.oci.credentials import Credentials
 
 SECRETS = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache"
 ARN = f"{SECRETS}/mirror-docker-hub-Ab12Cd"

@@ -6,8 +6,8 @@ import logging
 import pytest
 import structlog
 
-from mirror.console.log import scrub_text, setup_logging
-from mirror.secrets import remember
+from mirror.console.log import setup_logging
+from mirror.secrets import remember, scrub_text
 from mirror.service.runs import bind_run
 
 

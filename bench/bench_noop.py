@@ -1,0 +1,95 @@
+"""What a no-op pass costs per image: CPU of `mirror sync` when nothing changed upstream.
+
+    .venv/bin/python -m bench.bench_noop [--images 1000] [--runs 5]
+
+One upstream repository with N tags of one small image (the target already holds them
+all), synced once to fill the target, then `--runs` no-op syncs of all N, and as many of
+one image (the process's own start-up). Prints the medians (user + system CPU from wait4)
+as a Markdown table: the whole process per image, and the marginal cost per image
+((CPU at N - CPU at 1) / (N - 1)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.images import Image, Seeder, random_blob
+from tests.support.registry import LocalRegistry
+
+MIRROR = [sys.executable, "-m", "mirror"]
+
+
+def cpu_of(command: list[str]) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one run, which must succeed."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    assert process.stderr is not None
+    error = process.stderr.read().decode(errors="replace")
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{command} failed: {error[-2000:]}")
+    return usage.ru_utime + usage.ru_stime, wall
+
+
+def config(path: Path, target: str, upstream: str, tags: list[str]) -> Path:
+    lines = [
+        "version: 1",
+        "target: {kind: registry, registry_url: " + target + "}",
+        "registries:",
+        f"  docker.io: {{url: {upstream}}}",
+        "images:",
+        "  - image: many",
+        f"    tags: [{', '.join(tags)}]",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    tags = [f"t{i}" for i in range(args.images)]
+    with (
+        tempfile.TemporaryDirectory() as work,
+        LocalRegistry() as upstream,
+        LocalRegistry() as target,
+    ):
+        seeder = Seeder(upstream.url)
+        image = Image([random_blob(1024)])
+        for blob in image.blobs():
+            seeder.blob("library/many", blob)
+        for tag in tags:
+            seeder.manifest("library/many", tag, image.manifest, image.media_type)
+        seeder.close()
+        many = config(Path(work) / "many.yaml", target.url, upstream.url, tags)
+        one = config(Path(work) / "one.yaml", target.url, upstream.url, tags[:1])
+        sync = [*MIRROR, "sync", "--progress", "never", "--config"]
+        cpu_of([*sync, str(many)])  # fills the target
+        at_n = [cpu_of([*sync, str(many)]) for _ in range(args.runs)]
+        at_1 = [cpu_of([*sync, str(one)]) for _ in range(args.runs)]
+    cpu_n = statistics.median(c for c, _ in at_n)
+    wall_n = statistics.median(w for _, w in at_n)
+    cpu_1 = statistics.median(c for c, _ in at_1)
+    n = args.images
+    print(f"| no-op pass, {n} images ({args.runs} runs, medians) | value |")
+    print("|---|---|")
+    print(f"| whole process: CPU | {cpu_n:.2f} s ({cpu_n / n * 1000:.2f} ms per image) |")
+    print(f"| whole process: wall | {wall_n:.2f} s |")
+    print(f"| one image: CPU (start-up and a pass of one) | {cpu_1:.2f} s |")
+    print(f"| marginal CPU per image | {(cpu_n - cpu_1) / (n - 1) * 1000:.2f} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
