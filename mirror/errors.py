@@ -39,6 +39,7 @@ __all__ = [
     "AuthError",
     "BadReferenceError",
     "ConfigError",
+    "CoordinationError",
     "DeadlineExceededError",
     "DownloadCutError",
     "HeadUnsupportedError",
@@ -154,6 +155,13 @@ class ImmutableTagError(MirrorError):
     """The upstream tag moved, and the target repository's tags are immutable."""
 
     code = "IMMUTABLE_TAG"
+
+
+class CoordinationError(MirrorError):
+    """The coordination table (`coordination.dynamodb_table`) cannot be used: it is not
+    mirror's (another key schema), or DynamoDB refused or failed a call."""
+
+    code = "COORDINATION"
 
 
 class RegistryError(MirrorError):

@@ -161,7 +161,13 @@ def _uses_account(config: Config) -> bool:
     bus = any(
         s.eventbridge is not None and not s.eventbridge.bus.startswith("arn:") for s in model.events
     )
-    return model.target.kind == "ecr" or model.prune is not None or in_ssm or bus
+    return (
+        model.target.kind == "ecr"
+        or model.prune is not None
+        or in_ssm
+        or bus
+        or model.coordination is not None
+    )
 
 
 def needs_account(config: Config) -> bool:
@@ -195,6 +201,7 @@ def policy_document(
     elif config.model.target.kind == "ecr" and can_archive(config.lifecycle_policy):
         statements.append(_pins_in_use_statement())
     statements += _event_statements(config, account, region)
+    statements += _coordination_statements(config, account, region)
     if secrets:
         statements.append(
             {
@@ -298,6 +305,38 @@ def _prune_statements(config: Config, account: str, region: str) -> list[dict[st
             # Only repositories tagged as mirror's, whatever their names.
             "Condition": {"StringEquals": {f"aws:ResourceTag/{OWNER_TAG}": OWNER_VALUE}},
         },
+    ]
+
+
+# What mirror asks of its coordination table (mirror/coordination/table.py): the item
+# calls, and describing the table, creating it and turning its TTL on when it is missing.
+COORDINATION_ACTIONS = (
+    "dynamodb:CreateTable",
+    "dynamodb:DeleteItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+    "dynamodb:UpdateTimeToLive",
+)
+
+
+def _coordination_statements(config: Config, account: str, region: str) -> list[dict[str, Any]]:
+    """The coordination table, and only it."""
+    settings = config.model.coordination
+    if settings is None:
+        return []
+    return [
+        {
+            "Sid": "Coordination",
+            "Effect": "Allow",
+            "Action": list(COORDINATION_ACTIONS),
+            "Resource": (
+                f"arn:{partition(region)}:dynamodb:{region}:{account}:table/"
+                f"{settings.dynamodb_table}"
+            ),
+        }
     ]
 
 

@@ -34,6 +34,7 @@ from mirror.oci.types import Platform
 
 __all__ = [
     "Concurrency",
+    "CoordinationSettings",
     "DaemonSettings",
     "Defaults",
     "EnvCredentials",
@@ -721,6 +722,26 @@ ImageEntrySpec = Annotated[
 ]
 
 
+class CoordinationSettings(Section):
+    """Several mirror processes (daemon tasks, shards, one-shot syncs, `mirror copy`) on
+    one DynamoDB table: one upstream quota, one copier per repository at a time, one
+    leader. The table is in the target's Region; mirror creates it when it is missing."""
+
+    dynamodb_table: str
+    # A process that dies holds its work this long before another takes it over.
+    lease_seconds: int = Field(default=60, ge=5, le=3600)
+
+    @field_validator("dynamodb_table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        # DynamoDB's naming rules (Developer Guide, "Supported data types and naming rules")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", value):
+            raise ValueError(
+                f"invalid DynamoDB table name {value!r}: 3 to 255 letters, digits, _ - or ."
+            )
+        return value
+
+
 class MirrorConfig(Section):
     version: Literal[1]
     target: TargetSettings
@@ -732,6 +753,7 @@ class MirrorConfig(Section):
     metrics: MetricsSettings = MetricsSettings()
     prune: PruneSettings | None = None
     events: list[EventSink] = Field(default_factory=list)  # where moved-tag events go
+    coordination: CoordinationSettings | None = None  # None: this process runs alone
     images: list[ImageEntrySpec] = Field(min_length=1)
 
     @model_validator(mode="after")

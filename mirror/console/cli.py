@@ -99,6 +99,13 @@ COMMANDS = {
         "mirror ratelimit --config mirror.yaml",
     ),
 }
+COMMANDS["status"] = (
+    "show the coordination table: leases, the shared quota, each mirror process",
+    "What several mirror processes share (coordination.dynamodb_table): who holds which "
+    "lease and for how long, each upstream quota's pulls left for all, and each process "
+    "with its last pass. Reads the table only.",
+    "mirror status --config mirror.yaml",
+)
 HEALTH_EXIT_CODES = """exit codes:
   0  the daemon answered and is live
   1  it is not live, or nothing answered"""
@@ -295,6 +302,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--report", type=Path, help="write the plan and results as JSON")
     command("ratelimit")
+    command("status")
     return parser
 
 
@@ -401,6 +409,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "ratelimit":
         return run.ratelimit(config, args)
+    if args.command == "status":
+        from mirror.console.status import status
+
+        return status(config, args)
     return run.run_pass_command(config, args)
 
 

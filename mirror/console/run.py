@@ -26,7 +26,7 @@ from mirror.engine import progress
 from mirror.engine.ratelimit import probe_rate_limits
 from mirror.engine.report import Action, ImageResult, PassReport, write_report
 from mirror.engine.sync import DEFAULT_MAX_WAIT_SECONDS, Pass, SyncOptions
-from mirror.engine.wiring import Clients
+from mirror.engine.wiring import Clients, open_coordinator
 from mirror.files import say
 from mirror.prune import restore_after_pass
 from mirror.service.emf import resolve_emf
@@ -146,7 +146,9 @@ def run_pass_command(config: Config, args: argparse.Namespace) -> int:
             live.image_done(result.source, str(result.action))
 
     stop = threading.Event()
-    clients = Clients(config)
+    # A plan spends nothing and copies nothing: it has nothing to share.
+    coordinator = open_coordinator(config, args.command) if args.command != "plan" else None
+    clients = Clients(config, coordinator=coordinator)
     the_pass = Pass(
         config,
         clients,
@@ -168,11 +170,13 @@ def run_pass_command(config: Config, args: argparse.Namespace) -> int:
                 report, abandoned = within_grace(
                     the_pass, stop, getattr(args, "grace", DEFAULT_GRACE_SECONDS)
                 )
-        if not abandoned:
+        if not abandoned and the_pass.leads():
             restore_after_pass(config, clients, report)
     finally:
         if not abandoned:  # else the pass's threads still use them, until the exit
             clients.close()
+            if coordinator is not None:  # its leases, leadership included, given up
+                coordinator.close()
     if human:
         say(summary(report))
     announce_pass(report, config.model.metrics, emf)

@@ -5,6 +5,10 @@ Docker Hub (and registries that copy it) put `ratelimit-limit: 100;w=21600` and
 number: a Budget holds the last figures a credential's responses carried, counts GETs in
 flight so concurrent images never overspend, and answers "not now" as a QuotaWait with
 a time to come back. Waiting itself is the scheduler's job, never the copier's.
+
+With `coordination`, the budget also takes each pull from the shared ledger
+(mirror/coordination/ledger.py) under the key the upstream counts by, so processes on one
+egress address or account spend one quota between them.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
+import structlog
 
+from mirror.coordination.ledger import SharedQuota
+from mirror.errors import CoordinationError
 from mirror.oci.throttle import RateLimit
 
 __all__ = ["Budget", "QuotaWait", "recheck_interval"]
 
+log = structlog.get_logger(__name__)
 MIN_RECHECK_SECONDS = 1.0
 MAX_RECHECK_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 120.0
@@ -34,6 +43,19 @@ def recheck_interval(window: float) -> float:
     if window <= 0:
         return MIN_RECHECK_SECONDS * 10
     return min(MAX_RECHECK_SECONDS, max(MIN_RECHECK_SECONDS, window / 20))
+
+
+LEDGER_RETRY_SECONDS = 10.0  # a pull the ledger could not be asked for, asked again
+
+
+@contextmanager
+def _bookkeeping(what: str) -> Iterator[None]:
+    """The ledger's figures kept up to date: a table that cannot be written to now costs
+    the other processes a fresher figure, never this process its image."""
+    try:
+        yield
+    except CoordinationError as exc:
+        log.warning("quota_ledger_not_written", step=what, error=exc.message)
 
 
 class QuotaWait(Exception):
@@ -62,11 +84,17 @@ class Budget:
         *,
         reserve: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        shared: Callable[[str], SharedQuota] | None = None,
     ) -> None:
+        """`shared(counted_as)`: the ledger's quota for what the upstream counts (its
+        `docker-ratelimit-source`, else this credential's label)."""
         self.registry = registry
         self.label = label
         self.reserve = reserve
         self._clock = clock
+        self._shared = shared
+        self._claims: list[SharedQuota] = []  # ledger claims of GETs not settled yet
+        self._answers = threading.local()  # .seen: this thread's last pull's figures
         self._lock = threading.Lock()
         self._seen: RateLimit | None = None
         self._in_flight = 0
@@ -100,6 +128,20 @@ class Budget:
         with self._lock:
             self._seen = seen
             self._reflected += pulled
+        if pulled:  # its claim settles from it, on this thread, next
+            self._answers.seen = seen
+            return
+        account = self._account(seen)
+        if account is not None:
+            with _bookkeeping("observe"):
+                account.observe(seen)
+
+    def _account(self, seen: RateLimit | None) -> SharedQuota | None:
+        """The ledger's quota these figures belong to; None without coordination or
+        figures (a registry that advertises no limit has nothing to share)."""
+        if self._shared is None or seen is None:
+            return None
+        return self._shared(seen.source or self.label)
 
     def available(self) -> int | None:
         """Pulls that may be spent now above the reserve; None when the registry
@@ -116,12 +158,30 @@ class Budget:
         return self._seen.remaining - self.overclaim - unreflected - self.reserve
 
     def take(self) -> None:
-        """Claim one manifest GET, or raise QuotaWait when it would dig into the reserve."""
+        """Claim one manifest GET, or raise QuotaWait when it would dig into the reserve,
+        here or (with coordination) in the ledger every process spends from."""
         with self._lock:
             available = self._available_locked()
             if available is not None and available < 1:
                 raise QuotaWait(self.registry, self._wait_locked(), self._reason_locked())
             self._in_flight += 1
+            seen = self._seen
+        account = self._account(seen)
+        if account is None:
+            return
+        try:
+            refusal = account.take(self.reserve)
+        except CoordinationError as exc:  # never spend what the others may have spent
+            with self._lock:
+                self._in_flight -= 1
+            raise QuotaWait(self.registry, LEDGER_RETRY_SECONDS, exc.message) from None
+        with self._lock:
+            if refusal is None:
+                self._claims.append(account)
+                return
+            self._in_flight -= 1
+        wait = refusal.blocked_for or recheck_interval(refusal.window_seconds)
+        raise QuotaWait(self.registry, wait, f"{refusal.reason}, reserve {self.reserve}")
 
     def settle(self, *, spent: bool) -> None:
         """The claimed GET finished; `spent` when the registry served it (so counted it)."""
@@ -131,6 +191,12 @@ class Budget:
             if spent:
                 self._reflected = max(0, self._reflected - 1)
                 self._backoff = 0
+            claim = self._claims.pop() if self._claims else None
+        answer: RateLimit | None = getattr(self._answers, "seen", None)
+        self._answers.seen = None
+        if claim is not None:
+            with _bookkeeping("settle"):
+                claim.settle(spent=spent, seen=answer if spent else None)
 
     def exhausted(self, retry_after: float | None) -> QuotaWait:
         """A 429 TOOMANYREQUESTS: the quota is spent, whatever the headers claimed.
@@ -158,7 +224,11 @@ class Budget:
             else:
                 wait = min(MAX_BACKOFF_SECONDS, recheck_interval(0.0) * 2 ** (self._backoff - 1))
             self._blocked_until = now + wait
-            return QuotaWait(self.registry, wait, "429 TOOMANYREQUESTS")
+        account = self._account(seen)
+        if account is not None:  # every process on this quota waits, not only this one
+            with _bookkeeping("exhausted"):
+                account.exhausted(wait)
+        return QuotaWait(self.registry, wait, "429 TOOMANYREQUESTS")
 
     def throttled(self) -> QuotaWait:
         """A throttling 429 outlived its retries: back off with jitter."""

@@ -6,6 +6,10 @@ alone; workers keep taking tasks from the registries that may spend. A pause tha
 end after the pass's deadline (`--max-wait`) defers the registry's remaining tasks
 instead: they are reported, not failed, and a later run picks them up. A registry that
 is still throttling requests then (no quota to wait for, just too many 429s) fails them.
+
+A task that raises NotYet (another mirror process holds its work) goes to the back of its
+queue, not to be started again for a while; its registry's other tasks go on meanwhile.
+One still waiting at the deadline is deferred with the code NotYet names.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from mirror.engine import progress
 from mirror.engine.quota import QuotaWait
 from mirror.threads import ContextPool
 
-__all__ = ["Outcome", "QuotaScheduler"]
+__all__ = ["NotYet", "Outcome", "QuotaScheduler"]
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -33,9 +37,21 @@ log = structlog.get_logger(__name__)
 QUOTA_LOG_SECONDS = 30.0
 
 
+class NotYet(Exception):
+    """This task cannot run now, its registry's others can: try it again in `seconds`;
+    past the deadline, defer it with `code` and this message."""
+
+    def __init__(self, seconds: float, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+        self.message = message
+        self.code = code
+
+
 @dataclass
 class _Queue(Generic[T]):
     tasks: deque[T] = field(default_factory=deque)
+    later: list[tuple[float, T]] = field(default_factory=list)  # (not before, task)
     resume_at: float = 0.0
     waited: float = 0.0
     announced_at: float | None = None  # when a wait was last logged at INFO
@@ -90,15 +106,17 @@ class QuotaScheduler(Generic[T]):
         resumed: set[int] = set()
         running: dict[Future[None], tuple[str, T]] = {}
         with ContextPool(self._workers, thread_name_prefix="image") as pool:
-            while running or any(q.tasks for q in queues.values()):
+            while running or any(q.tasks or q.later for q in queues.values()):
                 if self._stop.is_set():
                     self._stopping(queues, defer)
                 now = self._clock()
                 for key, queue in queues.items():
+                    self._due_again(queue, now)
                     while queue.tasks and queue.resume_at <= now and len(running) < self._workers:
                         task = queue.tasks.popleft()
                         running[pool.submit(work, task, id(task) in resumed)] = (key, task)
                 paused = [q.resume_at for q in queues.values() if q.tasks and q.resume_at > now]
+                paused += [at for q in queues.values() for at, _ in q.later]
                 timeout = max(0.0, min(paused) - now) if paused else None
                 if not running:
                     self._stop.wait(timeout or 0.0)
@@ -109,18 +127,41 @@ class QuotaScheduler(Generic[T]):
                     error = future.exception()
                     if error is None:
                         continue
-                    if not isinstance(error, QuotaWait):
+                    if isinstance(error, NotYet):
+                        self._later(queues[key], task, error, deadline, defer)
+                    elif isinstance(error, QuotaWait):
+                        self._paused(key, queues[key], task, error, deadline, defer)
+                    else:
                         raise error
-                    self._paused(key, queues[key], task, error, deadline, defer)
                     resumed.add(id(task))
         waited = {key: round(q.waited, 3) for key, q in queues.items() if q.waited}
         return Outcome(waited, self._retry_in)
 
     def _stopping(self, queues: dict[str, _Queue[T]], defer: Defer[T]) -> None:
         for queue in queues.values():
-            for task in queue.tasks:
+            for task in [*queue.tasks, *(task for _, task in queue.later)]:
                 defer(task, "STOPPING", "not started: mirror is shutting down")
             queue.tasks.clear()
+            queue.later.clear()
+
+    @staticmethod
+    def _due_again(queue: _Queue[T], now: float) -> None:
+        """Tasks put off by NotYet whose time has come, back at the end of the queue."""
+        if not queue.later:
+            return
+        due = [task for at, task in queue.later if at <= now]
+        queue.later = [(at, task) for at, task in queue.later if at > now]
+        queue.tasks.extend(due)
+
+    def _later(
+        self, queue: _Queue[T], task: T, not_yet: NotYet, deadline: float, defer: Defer[T]
+    ) -> None:
+        at = self._clock() + not_yet.seconds
+        if at > deadline:
+            defer(task, not_yet.code, not_yet.message)
+            return
+        log.debug("image_later", reason=not_yet.message, in_seconds=round(not_yet.seconds, 1))
+        queue.later.append((at, task))
 
     def _paused(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from mirror.aws.ptc import ptc_prefix
 from mirror.config import Config, ImageEntry
 from mirror.config.model import TagRule
 from mirror.config.selection import select_tags
+from mirror.coordination import repository_lease
 from mirror.engine import progress
 from mirror.engine.artifacts import ArtifactCopier
 from mirror.engine.blobs import BlobCopier
@@ -42,10 +44,11 @@ from mirror.engine.report import (
     PassReport,
     RegistryUsage,
 )
-from mirror.engine.scheduler import QuotaScheduler
+from mirror.engine.scheduler import NotYet, QuotaScheduler
 from mirror.engine.upstream import Upstream
 from mirror.engine.wiring import Clients
 from mirror.errors import (
+    CoordinationError,
     InvalidTargetNameError,
     MirrorError,
     RegistryError,
@@ -331,6 +334,17 @@ REFERRERS_REFUSED = (
 )
 
 
+# What a deferred image's code means for whoever reads the report.
+DEFER_HINTS = {
+    "QUOTA_DEFERRED": "a later run (or the daemon) copies it when the quota allows",
+    "LEASED": "another mirror process was copying into its repository until --max-wait; "
+    "that process copies it (`mirror status` shows who)",
+    "COORDINATION": "the coordination table could not say who copies it: nothing was "
+    "copied that another process may be copying; a later run does",
+    "STOPPING": "the next run does",
+}
+LEASE_POLL_SECONDS = 2.0  # how often an image whose repository is leased is looked at again
+
 ABANDONED_HINT = (
     "mirror was stopped (SIGTERM) and its grace period ran out while this image was "
     "copying; nothing of it was tagged, and the next run copies it"
@@ -508,12 +522,34 @@ class Pass:
                 result.quota = f"{covered}: {left} pulls left above the reserve"
             self.record(result)
 
+    def _lease(self, job: CopyJob) -> str | None:
+        """With coordination, the lease on copying into the job's repository: its name
+        once held, NotYet while another process holds it (or the table cannot say)."""
+        coordinator = self.clients.coordinator
+        if coordinator is None:
+            return None
+        name = repository_lease(job.target.repository)
+        try:
+            holder = coordinator.leases.take(name)
+        except CoordinationError as exc:  # never copy what another process may be copying
+            raise NotYet(LEASE_POLL_SECONDS, str(exc), code=exc.code) from None
+        if holder is None:
+            return name
+        wait = min(LEASE_POLL_SECONDS, holder.expires_in) + random.uniform(0.0, 0.5)
+        raise NotYet(
+            wait,
+            f"{holder.owner} is copying into {job.target.repository} "
+            f"(its lease runs {holder.expires_in:.0f}s more unless renewed)",
+            code="LEASED",
+        )
+
     def copy(
         self, copier: ImageCopier, artifacts: ArtifactCopier, pending: list[_Pending]
     ) -> dict[str, float]:
         def work(item: _Pending, resumed: bool) -> None:
             upstream = self.clients.upstream(item.job.source.registry)
             result = item.result
+            lease = self._lease(item.job)
             with self._lock:
                 self._copying[result.target] = result
             try:
@@ -525,6 +561,9 @@ class Pass:
             except Exception as exc:
                 self.fail(item.result, exc)
                 return
+            finally:
+                if lease is not None:
+                    self._release(lease)
             if item.result.action is Action.COPIED:
                 self.written.add(item.job.target.repository)
             self.record(item.result)
@@ -539,7 +578,7 @@ class Pass:
                 )
             else:
                 item.result.action = Action.DEFERRED
-                hint = "a later run (or the daemon) copies it when the quota allows"
+                hint = DEFER_HINTS.get(code, DEFER_HINTS["QUOTA_DEFERRED"])
             item.result.error = ErrorInfo(code, message, hint)
             self.record(item.result)
 
@@ -645,13 +684,46 @@ class Pass:
                 self.report.events_failed = self.events.failed
         self.report.seconds = time.monotonic() - self.started
         self.report.finished_at = time.time()
+        coordinator = self.clients.coordinator
+        if coordinator is not None and not self.options.dry_run:
+            coordinator.announce(self._pass_record())
         return self.report
 
+    def _pass_record(self) -> dict[str, float]:
+        """This pass in the coordination table's record of the process (`mirror status`)."""
+        return {
+            "finished_at": round(self.report.finished_at or time.time(), 3),
+            "seconds": round(self.report.seconds, 3),
+            "copied": self.report.count(Action.COPIED),
+            "skipped": self.report.count(Action.SKIPPED),
+            "failed": self.report.count(Action.FAILED),
+            "deferred": self.report.count(Action.DEFERRED),
+        }
+
     def replicate(self) -> None:
-        """The registry's replication rule for the mirror (sync only); what ECR refuses
-        fails the pass but no image: the primary still gets every copy."""
-        if not self.options.dry_run and self.clients.replication is not None:
+        """The registry's replication rule for the mirror (sync only; with coordination,
+        by the leader); what ECR refuses fails the pass but no image: the primary still
+        gets every copy."""
+        if not self.options.dry_run and self.clients.replication is not None and self.leads():
             self.clients.replication.ensure()
+
+    def leads(self) -> bool:
+        """Whether this process does what is done once for all (replication set-up,
+        publishing the include, prune, restores): alone, always; with coordination,
+        when it holds the leader lease."""
+        coordinator = self.clients.coordinator
+        if coordinator is None:
+            return True
+        try:
+            return coordinator.lead()
+        except CoordinationError as exc:
+            log.warning("leader_unknown", error=str(exc), hint=exc.hint)
+            return False
+
+    def _release(self, lease: str) -> None:
+        coordinator = self.clients.coordinator
+        assert coordinator is not None, "a lease was taken through it"
+        coordinator.leases.release(lease)
 
     def _run(self) -> None:
         if self.clients.ecr is not None and not self.options.dry_run:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from functools import partial
 from typing import Any
 
 import httpx
@@ -13,7 +14,8 @@ from mirror.aws.ecr import Ecr, Refusals, RefusedSetting, call_aws
 from mirror.aws.ptc import PullThroughCache
 from mirror.aws.replication import Replication
 from mirror.config import Config
-from mirror.config.model import RegistrySettings, SecretCredentials
+from mirror.config.model import CoordinationSettings, RegistrySettings, SecretCredentials
+from mirror.coordination import Coordinator
 from mirror.engine.credentials import resolve_credentials
 from mirror.engine.naming import target_registry_name
 from mirror.engine.quota import Budget
@@ -32,7 +34,14 @@ from mirror.oci.throttle import Pacer
 from mirror.oci.unasked import bound_unasked_body
 from mirror.oci.wire import CookielessClient, WireTransport, proxy_configured
 
-__all__ = ["Clients", "caller_account"]
+__all__ = [
+    "COORDINATION_TABLE_ENV",
+    "Clients",
+    "caller_account",
+    "config_region",
+    "coordination_settings",
+    "open_coordinator",
+]
 
 # Nothing from a registry is decompressed (oci/limits.py): ask for identity, so a proxy
 # has no reason to compress, and httpx's default gzip/deflate offer is never made.
@@ -44,10 +53,17 @@ ANONYMOUS = "anonymous"
 # ECR's default PutImage rate is 10 a second per Region; stay under it, and 429s that
 # still come (other writers share the quota) are retried with backoff.
 ECR_PUT_IMAGE_RATE = 8.0
-# Requests a second where a registry throttles by a rate it states: public.ecr.aws
-# allows 1 a second anonymous and 10 signed in (ECR Public service quotas), answering
-# more with `429 TOOMANYREQUESTS: Rate exceeded`. (anonymous, with credentials)
+# Requests a second where a registry throttles each credential by a rate it states:
+# public.ecr.aws allows 1 a second anonymous and 10 signed in (ECR Public service
+# quotas), answering more with `429 TOOMANYREQUESTS: Rate exceeded`. (anonymous, signed in)
 DOCUMENTED_REQUEST_RATES = {"public.ecr.aws": (1.0, 10.0)}
+# Requests a second where a registry limits an address, whichever credential asks:
+# Docker Hub's abuse rate limit is "in the order of thousands of requests per minute"
+# per IPv4 address or IPv6 /64, for every request, HEADs included (Docker Hub usage and
+# limits). 900 a minute stays under it. It applies at Docker Hub's own endpoint; through
+# `url:` (a proxy or mirror in between, which has its own egress) only a configured
+# requests_per_second does.
+ADDRESS_REQUEST_RATES = {"docker.io": 15.0}
 
 
 def caller_account(region: str | None = None) -> str | None:
@@ -63,7 +79,7 @@ def caller_account(region: str | None = None) -> str | None:
         return None
 
 
-def _region(config: Config) -> str:
+def config_region(config: Config) -> str:
     region = (
         config.model.target.region
         or os.environ.get("AWS_REGION")
@@ -93,13 +109,20 @@ class Clients:
     target_breaker: Breaker
 
     def __init__(
-        self, config: Config, retry: RetryPolicy | None = None, *, upstream_only: bool = False
+        self,
+        config: Config,
+        retry: RetryPolicy | None = None,
+        *,
+        upstream_only: bool = False,
+        coordinator: Coordinator | None = None,
     ) -> None:
         """`upstream_only`: clients for the upstreams alone (`validate --resolve` lists
-        tags): the target is neither reached nor built, nor its AWS account asked for."""
+        tags): the target is neither reached nor built, nor its AWS account asked for.
+        `coordinator`: the table this process shares quota, pace and work through."""
         model = config.model
         self.retry = retry or RetryPolicy()
         self._config = config
+        self.coordinator = coordinator
         self._pool_size = model.concurrency.images + model.concurrency.blobs + 2
         self.timeouts = model.timeouts.resolved()
         self._http: list[httpx.Client] = []
@@ -153,7 +176,7 @@ class Clients:
         from botocore.config import Config as BotoConfig
 
         target = self._config.model.target
-        region = _region(self._config)
+        region = config_region(self._config)
         session = boto3.session.Session(region_name=region)
         client = session.client(
             "ecr", config=BotoConfig(retries={"mode": "standard", "max_attempts": 8})
@@ -293,25 +316,44 @@ class Clients:
         members = []
         pool: list[Credentials | None] = [*self._credentials.get(registry, [])] or [None]
         breaker = Breaker(registry, UPSTREAM_UNAVAILABLE)  # one host, whichever credential
+        pacer = self._registry_pacer(registry, settings)
         documented = DOCUMENTED_REQUEST_RATES.get(registry)
+        coordinator = self.coordinator
         for credentials in pool:
-            budget = Budget(registry, _label(credentials), reserve=settings.rate_limit.reserve)
+            budget = Budget(
+                registry,
+                _label(credentials),
+                reserve=settings.rate_limit.reserve,
+                shared=partial(coordinator.ledger.quota, registry) if coordinator else None,
+            )
             auth = RegistryAuth(credentials, self._token_client(), registry, origin=url)
-            rate = settings.requests_per_second
-            if rate is None and documented is not None:
-                rate = documented[credentials is not None]
+            requests = pacer or Pacer(
+                documented[credentials is not None] if documented else None, name=registry
+            )
             client = self._client(
                 url,
                 registry,
                 auth,
                 retry,
                 observe=budget,
-                requests=Pacer(rate, name=registry),
+                requests=requests,
                 breaker=breaker,
                 confirm_heads=False,  # a GET upstream is paid: Upstream decides
             )
             members.append(Member(client, budget, auth))
         return Upstream(registry, members)
+
+    def _registry_pacer(self, registry: str, settings: RegistrySettings) -> Pacer | None:
+        """One pacer for every credential on a registry whose rate is the address's (the
+        configured one, or Docker Hub's abuse limit), shared through the coordination
+        table with every other process; None where each credential has its own."""
+        rate = settings.requests_per_second
+        if rate is None and settings.url is None:
+            rate = ADDRESS_REQUEST_RATES.get(registry)
+        if rate is None:
+            return None
+        shared = self.coordinator.shared_rate(registry, rate) if self.coordinator else None
+        return Pacer(rate, name=registry, shared=shared)
 
     def _token_client(self) -> httpx.Client:
         """The token realm's client: on the wire too, so the realm is connected to at the
@@ -347,12 +389,13 @@ class Clients:
             max_connections=self._pool_size, max_keepalive_connections=self._pool_size
         )
         hooks = {
+            "request": [requests.hook(url)] if requests else [],
             "response": [
                 redirect_guard(resolve=proxied),
                 bound_unasked_body,
                 *([observe.observe] if observe else []),
                 *([requests.observe] if requests else []),
-            ]
+            ],
         }
         settings: dict[str, Any] = {
             "auth": auth,
@@ -393,3 +436,38 @@ class Clients:
     def close(self) -> None:
         for client in self._http:
             client.close()
+
+
+# The table a deployment made (the template's CoordinationTable), for a config that
+# names none: every task of the service then coordinates, whatever the config says.
+COORDINATION_TABLE_ENV = "MIRROR_COORDINATION_TABLE"
+
+
+def coordination_settings(config: Config) -> CoordinationSettings | None:
+    """`coordination` of the config, else a table named by MIRROR_COORDINATION_TABLE."""
+    if config.model.coordination is not None:
+        return config.model.coordination
+    name = os.environ.get(COORDINATION_TABLE_ENV, "")
+    if not name:
+        return None
+    from pydantic import ValidationError
+
+    try:
+        return CoordinationSettings.model_validate({"dynamodb_table": name})
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{COORDINATION_TABLE_ENV}: {problem}") from None
+
+
+def open_coordinator(config: Config, kind: str) -> Coordinator | None:
+    """The coordination table for a process of `kind` (daemon, sync, copy), made sure of
+    and this process announced in it; None when none is configured."""
+    settings = coordination_settings(config)
+    if settings is None:
+        return None
+    return Coordinator.open(
+        settings.dynamodb_table,
+        config_region(config),
+        kind=kind,
+        lease_seconds=float(settings.lease_seconds),
+    )

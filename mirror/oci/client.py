@@ -170,6 +170,12 @@ class RegistryClient:
         self._storage_retries = STORAGE_RETRIES
         self._breaker = breaker or Breaker(name, "REGISTRY_UNAVAILABLE")
 
+    @property
+    def request_pacer(self) -> Pacer | None:
+        """What paces every request to this registry (None: nothing does); it waits in a
+        request hook of the clients this one was given (Pacer.hook)."""
+        return self._requests
+
     def _url(self, repository: str, *parts: str) -> httpx.URL:
         """`/v2/<repository>/<parts>` from validated parts, each percent-encoded."""
         require_repository(repository, self.name)
@@ -202,8 +208,6 @@ class RegistryClient:
         http = self._data_http if data else self._http
         while True:
             self._breaker.check()
-            if self._requests is not None:
-                self._requests.wait()
             request = http.build_request(
                 method, url, timeout=request_timeout(self._socket_timeouts), **kwargs
             )

@@ -16,11 +16,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 import structlog
 
-__all__ = ["Pacer", "RateLimit"]
+from mirror.oci.origin import origin_of
+
+__all__ = ["Pacer", "RateLimit", "SharedAllowance"]
 
 log = structlog.get_logger(__name__)
 _NUMBER_RE = re.compile(r"^\s*(\d+)")
@@ -55,9 +58,17 @@ class RateLimit:
         )
 
 
+class SharedAllowance(Protocol):
+    """Requests a second shared with other processes (mirror/coordination/pacing.py):
+    `take()` returns when one more may go."""
+
+    def take(self) -> None: ...
+
+
 class Pacer:
     """At most `rate` calls a second across threads: ECR's PutImage rate per Region, or a
     registry's request throttle (public.ecr.aws: 1 a second anonymous, 10 signed in).
+    `shared`: the same registry's allowance across processes, taken after this one's.
 
     Without a rate it only watches. `slow_down()`, on a throttling 429, sets one from the
     rate calls were going at (at most FIRST_RATE), or halves the one it has (at most once a
@@ -68,10 +79,16 @@ class Pacer:
     WATCHED = 16  # recent calls kept to estimate the rate they went at
 
     def __init__(
-        self, rate: float | None, clock: Callable[[], float] = time.monotonic, *, name: str = ""
+        self,
+        rate: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        name: str = "",
+        shared: SharedAllowance | None = None,
     ) -> None:
         self.rate = rate
         self.name = name
+        self.shared = shared
         self._clock = clock
         self._next = 0.0
         self._recent: deque[float] = deque(maxlen=self.WATCHED)
@@ -87,6 +104,8 @@ class Pacer:
             self._recent.append(slot)
         if slot > now:
             time.sleep(slot - now)
+        if self.shared is not None:
+            self.shared.take()
 
     def slow_down(self) -> None:
         with self._lock:
@@ -103,6 +122,18 @@ class Pacer:
             self._next = max(self._next, now + 1.0 / self.rate)
             rate = self.rate
         log.info("requests_paced", registry=self.name, per_second=round(rate, 2))
+
+    def hook(self, origin: str) -> Callable[[httpx.Request], None]:
+        """An httpx request hook: every request to `origin` (the registry's own) waits its
+        turn, the second request of a token challenge and a redirect back to the registry
+        included; a CDN's are not the registry's requests."""
+        paced = origin_of(origin)
+
+        def wait_for_turn(request: httpx.Request) -> None:
+            if origin_of(request.url) == paced:
+                self.wait()
+
+        return wait_for_turn
 
     def observe(self, response: httpx.Response) -> None:
         """httpx response hook: a 429 without rate-limit headers is a throttle."""

@@ -16,6 +16,10 @@
   (Prometheus), and in the EMF documents of the JSON log, which the template alarms on.
   `mirror health` asks /healthz.
 - Every line of a pass carries that pass's `run_id`; the daemon's own lines carry its own.
+- With a coordination table (`coordination`, or MIRROR_COORDINATION_TABLE from the deploy
+  template) several daemons run as one: the table is opened by the first pass and kept,
+  and only the one holding the leader lease prunes, publishes the include and restores
+  archived pins. On SIGTERM its leases are given up, so another takes over at once.
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ import structlog
 
 from mirror.config import Config, load_config
 from mirror.config.model import DaemonSettings
+from mirror.coordination import Coordinator
 from mirror.durations import parse_duration
 from mirror.engine.report import Action, PassReport
 from mirror.engine.sync import DUE_TOLERANCE, Pass, SyncOptions
-from mirror.engine.wiring import Clients
+from mirror.engine.wiring import Clients, coordination_settings, open_coordinator
 from mirror.errors import ConfigError, MirrorError
 from mirror.include.buildspec import collect_pulls, render, replica_registries
 from mirror.include.publish import publish
@@ -89,6 +94,7 @@ class Daemon:
         self._failed_passes = 0  # in a row, for the back-off of retry_failed
         self._settings: DaemonSettings | None = None
         self._checked: dict[str, float] = {}  # target -> when it was last checked upstream
+        self._coordination: Coordinator | None = None  # opened by the first pass
         self._last_prune: float | None = None  # monotonic
         self.metrics = DaemonMetrics()
         self.state = _State(started_at=time.time())
@@ -184,11 +190,31 @@ class Daemon:
         finally:
             self.liveness.pass_started_at = None
 
+    def _coordinator(self, config: Config) -> Coordinator | None:
+        """The coordination table, opened once (or again after the config names another);
+        a table that cannot be used fails this pass, and the next tries again."""
+        settings = coordination_settings(config)
+        current = self._coordination
+        if current is not None and (
+            settings is None or current.table.name != settings.dynamodb_table
+        ):
+            current.close()
+            self._coordination = current = None
+        if current is None and settings is not None:
+            self._coordination = current = open_coordinator(config, "daemon")
+        return current
+
     def _pass_body(self) -> None:
         config = self._reload()
         self._plan(config.model.daemon)
         try:
-            clients = Clients(config)
+            coordinator = self._coordinator(config)
+        except MirrorError as exc:
+            log.error("pass_failed", error=str(exc), hint=exc.hint)
+            self._failed_pass(config)
+            return
+        try:
+            clients = Clients(config, coordinator=coordinator)
         except MirrorError as exc:  # ECR's login or the target's credentials: no target
             log.error("pass_failed", error=str(exc), hint=exc.hint)
             self.liveness.target_down_passes += 1
@@ -204,10 +230,12 @@ class Daemon:
             )
             self._current = Pass(config, clients, options)
             report = self._current.run()
-            restore_after_pass(config, clients, report)
+            leader = self._current.leads()
+            if leader:
+                restore_after_pass(config, clients, report)
             down = clients.target_breaker.open
             self.liveness.target_down_passes = self.liveness.target_down_passes + 1 if down else 0
-            self._after(config, clients, report)
+            self._after(config, clients, report, leader=leader)
         finally:
             self._current = None
             clients.close()
@@ -244,7 +272,9 @@ class Daemon:
         self.metrics.record(report, finished)
         announce_pass(report, config.model.metrics, self._emf)
 
-    def _after(self, config: Config, clients: Clients, report: PassReport) -> None:
+    def _after(self, config: Config, clients: Clients, report: PassReport, *, leader: bool) -> None:
+        """What follows a pass: its announcement, retries and refreshes, and (the leader
+        only, with coordination) prune and publishing the include."""
         self._announce(config, report)
         finished = self.liveness.completed_at = time.monotonic()
         failed = [r for r in report.images if r.action is Action.FAILED]
@@ -263,6 +293,8 @@ class Daemon:
         interval = config.model.daemon.interval_seconds
         last = self._last_prune
         due = last is None or finished - last >= interval * DUE_TOLERANCE  # not on refreshes
+        if not leader:
+            return
         if prune and prune.enabled and due and not report.failed and not self._stop.is_set():
             self._last_prune = finished
             self._prune(config, clients)
@@ -361,6 +393,8 @@ class Daemon:
                 logging_flush()
                 os._exit(0)  # in-flight uploads are cut; their tags were never written
         server.stop()
+        if self._coordination is not None:  # leases given up: another task takes over now
+            self._coordination.close()
         if state is not None:
             with contextlib.suppress(OSError):
                 os.unlink(state)

@@ -16,9 +16,10 @@ import boto3
 import pytest
 from cfnlint.decode import decode
 
-from mirror.aws.iam import policy_document
+from mirror.aws.iam import COORDINATION_ACTIONS, policy_document
 from mirror.config import load_config
 from mirror.config.model import DaemonSettings
+from mirror.coordination.table import TTL_ATTRIBUTE, Table
 from mirror.service.daemon import HEARTBEAT_SECONDS
 from tests.support.sns_delivery import delivery_problems
 
@@ -88,14 +89,54 @@ def test_the_template_is_cfn_lint_clean():
     assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
-def test_the_service_never_runs_two_daemons_and_stops_within_the_grace_period():
+def test_the_service_is_never_left_without_a_daemon_and_stops_within_the_grace_period():
     template, _ = decode(str(TEMPLATE))
     service = template["Resources"]["Service"]["Properties"]
-    assert service["DesiredCount"] == 1
-    assert service["DeploymentConfiguration"]["MinimumHealthyPercent"] == 0
-    assert service["DeploymentConfiguration"]["MaximumPercent"] == 100
+    assert service["DesiredCount"] == {"Ref": "DesiredCount"}
+    assert template["Parameters"]["DesiredCount"]["Default"] == 2
+    # the new tasks start before the old stop: two or more daemons coordinate anyway
+    assert service["DeploymentConfiguration"]["MinimumHealthyPercent"] == 100
+    assert service["DeploymentConfiguration"]["MaximumPercent"] == 200
     (definition,) = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
     assert definition["StopTimeout"] > DaemonSettings().grace_seconds
+    assert {"Name": "MIRROR_COORDINATION_TABLE", "Value": {"Ref": "CoordinationTable"}} in (
+        definition["Environment"]
+    )
+
+
+def without_coordination(statements: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The statements `mirror iam-policy` prints for a config without `coordination`: the
+    stack's own table is granted beside them, whatever the config."""
+    return {sid: s for sid, s in by_sid(statements).items() if sid != "Coordination"}
+
+
+def test_the_coordination_table_is_one_mirror_accepts_with_recovery_and_encryption(aws):
+    boto3.client("ssm").put_parameter(
+        Name="/mirror/config", Value=EXAMPLE.read_text(), Type="String"
+    )
+    outputs = deploy("mirror-table", RunAs="service")
+
+    name = outputs["CoordinationTableName"]
+    dynamodb = boto3.client("dynamodb")
+    described = dynamodb.describe_table(TableName=name)["Table"]
+    assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    # moto 5.2's CloudFormation keeps neither a table's SSESpecification, nor its
+    # PointInTimeRecoverySpecification nor its TimeToLiveSpecification: the template's,
+    # then (cfn-lint checks them against the resource schema).
+    template, _ = decode(str(TEMPLATE))
+    table = template["Resources"]["CoordinationTable"]["Properties"]
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    Table(dynamodb, name).ensure()  # mirror's own schema check takes it as it is
+    environment = container(outputs)["environment"]
+    assert {"name": "MIRROR_COORDINATION_TABLE", "value": name} in environment
+    (grant,) = [s for s in task_role_policy(outputs) if s["Sid"] == "Coordination"]
+    assert grant["Resource"] == described["TableArn"]
+    assert set(grant["Action"]) == set(COORDINATION_ACTIONS) - {
+        "dynamodb:CreateTable",  # the stack made it
+        "dynamodb:UpdateTimeToLive",
+    }
 
 
 def test_the_daemon_service_deploys_with_the_task_role_mirror_iam_policy_asks_for(aws):
@@ -112,7 +153,7 @@ def test_the_daemon_service_deploys_with_the_task_role_mirror_iam_policy_asks_fo
     (service,) = ecs.describe_services(cluster=outputs["ClusterArn"], services=[service_arn])[
         "services"
     ]
-    assert service["desiredCount"] == 1
+    assert service["desiredCount"] == 2
     daemon = container(outputs)
     assert daemon["command"] == ["daemon"]
     assert {"name": "MIRROR_CONFIG", "value": "s3://ops/mirror.yaml"} in daemon["environment"]
@@ -124,7 +165,7 @@ def test_the_daemon_service_deploys_with_the_task_role_mirror_iam_policy_asks_fo
     assert group["retentionInDays"] == 30
 
     expected = policy_document(load_config("s3://ops/mirror.yaml"))["Statement"]
-    assert by_sid(task_role_policy(outputs)) == by_sid(expected)
+    assert without_coordination(task_role_policy(outputs)) == by_sid(expected)
 
 
 def test_the_scheduled_sync_deploys_without_a_service_or_a_health_check(aws):
@@ -140,7 +181,7 @@ def test_the_scheduled_sync_deploys_without_a_service_or_a_health_check(aws):
     assert "healthCheck" not in sync
     assert {"name": "MIRROR_CONFIG", "value": "ssm:/mirror/config"} in sync["environment"]
     expected = policy_document(load_config("ssm:/mirror/config"))["Statement"]
-    assert by_sid(task_role_policy(outputs)) == by_sid(expected)
+    assert without_coordination(task_role_policy(outputs)) == by_sid(expected)
     roles = boto3.client("iam").list_roles()["Roles"]
     (scheduler,) = [r for r in roles if "SchedulerRole" in r["RoleName"]]
     assert scheduler["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {

@@ -10,6 +10,9 @@
 - Blob GETs answer 307 to a second port (the "CDN") that refuses any request carrying
   `Authorization`, and answers `Range: bytes=N-` with a 206 (as CDNs and S3 do).
 - Tag lists paginate with `n` (100 at most) and `last`, and a `Link: <...>; rel="next"` header.
+- Every registry API request's arrival is timed (`counters.request_times`), to hold a
+  client to the request rate Docker's abuse limit asks for ("in the order of thousands of
+  requests per minute" per address, Docker Hub usage and limits).
 
 The window is fixed (it starts at the first pull), which is enough to test clients.
 """
@@ -68,6 +71,7 @@ class HubCounters:
     cdn_signatures: list[str] = field(default_factory=list)  # presigned URLs' secrets
     cdn_used_signatures: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, query
+    request_times: list[float] = field(default_factory=list)  # epoch seconds, /v2/ requests
 
 
 class DockerHubFront:
@@ -227,8 +231,11 @@ class _FrontHandler(_Handler):
 
     def route(self) -> None:
         parsed = urlparse(self.path)
+        now = time.time()
         with self.hub._lock:
             self.hub.counters.requests.append((self.command, parsed.path, parsed.query))
+            if parsed.path.startswith("/v2/"):
+                self.hub.counters.request_times.append(now)
         if parsed.path == "/token":
             return self.token(parse_qs(parsed.query))
         if parsed.path == "/v2/":

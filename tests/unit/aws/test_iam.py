@@ -216,3 +216,15 @@ def test_without_a_region_the_region_is_named_not_sts(policy, monkeypatch):
     assert code == 2
     assert "the target's Region is unknown (set target.region (or AWS_REGION))" in err
     assert "STS" not in err
+
+
+def test_coordination_grants_the_table_and_only_it(policy):
+    text = CONFIG.replace("prune:", "coordination: {dynamodb_table: mirror-state}\nprune:")
+    code, document, _ = policy("--account", ACCOUNT, text=text)
+    assert code == 0
+    (statement,) = [s for s in document["Statement"] if s["Sid"] == "Coordination"]
+    assert statement["Resource"] == f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/mirror-state"
+    assert all(action.startswith("dynamodb:") for action in statement["Action"])
+    assert {"dynamodb:UpdateItem", "dynamodb:Query"} <= set(statement["Action"])
+    _, without, _ = policy("--account", ACCOUNT)
+    assert "Coordination" not in {s["Sid"] for s in without["Statement"]}

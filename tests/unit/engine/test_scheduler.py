@@ -4,7 +4,7 @@ import threading
 import time
 
 from mirror.engine.quota import QuotaWait
-from mirror.engine.scheduler import QuotaScheduler
+from mirror.engine.scheduler import NotYet, QuotaScheduler
 
 
 def test_a_waiting_registry_does_not_block_the_others():
@@ -98,3 +98,42 @@ def test_a_registry_still_throttling_at_the_deadline_fails_its_tasks_not_defers_
 
     assert recorded == [("a", "THROTTLED"), ("b", "THROTTLED")]
     assert outcome.retry_in is None  # no quota window to come back for
+
+
+def test_a_task_not_ready_goes_to_the_back_while_its_registrys_others_run():
+    order: list[tuple[str, bool]] = []
+    tries = {"leased": 0}
+
+    def work(task: str, resumed: bool) -> None:
+        if task == "leased":
+            tries["leased"] += 1
+            if tries["leased"] == 1:
+                raise NotYet(0.2, "another process is copying it", code="LEASED")
+        order.append((task, resumed))
+
+    scheduler: QuotaScheduler[str] = QuotaScheduler(workers=1, max_wait=5)
+    started = time.monotonic()
+    scheduler.run(
+        [("docker.io", "leased"), ("docker.io", "b"), ("docker.io", "c")],
+        work,
+        lambda task, code, message: None,
+    )
+    assert order == [("b", False), ("c", False), ("leased", True)]  # checked again
+    assert 0.2 <= time.monotonic() - started < 2
+
+
+def test_a_task_still_not_ready_at_the_deadline_is_deferred_with_its_code():
+    deferred: list[tuple[str, str, str]] = []
+
+    def work(task: str, resumed: bool) -> None:
+        raise NotYet(0.3, f"{task} is leased", code="LEASED")
+
+    scheduler: QuotaScheduler[str] = QuotaScheduler(workers=2, max_wait=1)
+    started = time.monotonic()
+    scheduler.run(
+        [("docker.io", "a"), ("quay.io", "b")],
+        work,
+        lambda task, code, message: deferred.append((task, code, message)),
+    )
+    assert sorted(deferred) == [("a", "LEASED", "a is leased"), ("b", "LEASED", "b is leased")]
+    assert 0.6 <= time.monotonic() - started < 1.5  # tried three times, not a tight loop

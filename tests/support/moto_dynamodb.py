@@ -1,0 +1,49 @@
+"""moto's DynamoDB with atomic item operations, as DynamoDB documents them.
+
+"DynamoDB provides four operations for basic create, read, update, and delete (CRUD)
+functionality. All these operations are atomic." (Amazon DynamoDB Developer Guide,
+"Working with items and attributes in DynamoDB",
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/WorkingWithItems.html).
+moto 5.2 evaluates a condition and applies the write in separate steps with no lock, and
+its server answers requests on threads: two conditional UpdateItems racing on one item
+can both pass their condition. A fake must refuse what the real service refuses, so
+every item operation here runs under one lock (tests/unit/coordination/test_table.py
+races them).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+from moto.dynamodb.models import DynamoDBBackend
+
+__all__ = ["teach_moto_atomic_items"]
+
+_ITEM_OPERATIONS = (
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "batch_write_item",
+)
+_LOCK = threading.RLock()
+
+
+def _atomic(operation: Any) -> Any:
+    @functools.wraps(operation)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with _LOCK:
+            return operation(*args, **kwargs)
+
+    run.atomic = True  # type: ignore[attr-defined]
+    return run
+
+
+def teach_moto_atomic_items() -> None:
+    for name in _ITEM_OPERATIONS:
+        operation = getattr(DynamoDBBackend, name, None)
+        if operation is not None and not getattr(operation, "atomic", False):
+            setattr(DynamoDBBackend, name, _atomic(operation))
