@@ -88,6 +88,12 @@ def table() -> Table:
     return Table(boto3.client("dynamodb", region_name=REGION), TABLE)
 
 
+def daemon_leads() -> dict[str, object] | None:
+    """The leader lease, when a daemon holds it."""
+    leader = table().get("lease", "leader")
+    return leader if leader is not None and str(leader["owner"]).startswith("daemon@") else None
+
+
 def leases() -> list[dict[str, object]]:
     """The leases in the table; none before the first process has created it."""
     try:
@@ -123,8 +129,9 @@ def test_two_daemons_and_a_sync_started_together_pull_each_image_once_within_the
     assert all(i["action"] in ("copied", "skipped") for i in report["images"])
     for daemon in daemons:
         assert daemon.health()["status"] == "ok"
-    leader = table().get("lease", "leader")
-    assert leader is not None and leader["owner"].startswith("daemon@")
+    # a daemon leads once its first pass ends (it may still be waiting out the window)
+    leader = wait_for(daemon_leads, timeout=30)
+    assert isinstance(leader, dict)
     status = subprocess.run(
         [sys.executable, "-m", "mirror", "status", "--config", str(paths[0])],
         cwd=ROOT, capture_output=True, text=True, env=os.environ,
