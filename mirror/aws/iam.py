@@ -17,7 +17,13 @@ from mirror.aws.partitions import partition
 from mirror.aws.ptc import SECRET_PREFIX
 from mirror.config import Config
 from mirror.config.lifecycle import can_archive
-from mirror.config.model import KmsEncryption, RegistrySettings, SecretCredentials
+from mirror.config.model import (
+    KmsEncryption,
+    RegistrySettings,
+    SecretCredentials,
+    on_demand_queue_url,
+    queue_arn,
+)
 from mirror.config.source import remote_resource
 from mirror.errors import ConfigError
 
@@ -120,32 +126,37 @@ def consumer_policy(config: Config, account: str | None = None) -> dict[str, Any
     from mirror.aws.access import PULL_ACTIONS
 
     account, region = account_and_region(config, account)
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
+    statements = [
+        {
+            "Sid": "EcrLogin",
+            "Effect": "Allow",
+            "Action": ["ecr:GetAuthorizationToken"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "PullTheMirror",
+            "Effect": "Allow",
+            "Action": list(PULL_ACTIONS),
+            "Resource": [  # each replica in its own account
+                _mirror_repositories(config, a, r)
+                for a, r in [
+                    (account, region),
+                    *((d.account or account, d.region) for d in config.model.target.replicate_to),
+                ]
+            ],
+        },
+    ]
+    queue = on_demand_queue_url(config.model.on_demand)
+    if queue is not None:  # copy on miss: the include reports what it lacks
+        statements.append(
             {
-                "Sid": "EcrLogin",
+                "Sid": "ReportMisses",
                 "Effect": "Allow",
-                "Action": ["ecr:GetAuthorizationToken"],
-                "Resource": "*",
-            },
-            {
-                "Sid": "PullTheMirror",
-                "Effect": "Allow",
-                "Action": list(PULL_ACTIONS),
-                "Resource": [  # each replica in its own account
-                    _mirror_repositories(config, a, r)
-                    for a, r in [
-                        (account, region),
-                        *(
-                            (d.account or account, d.region)
-                            for d in config.model.target.replicate_to
-                        ),
-                    ]
-                ],
-            },
-        ],
-    }
+                "Action": ["sqs:SendMessage"],
+                "Resource": queue_arn(queue, partition(region), region),
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def _uses_account(config: Config) -> bool:
@@ -167,6 +178,7 @@ def _uses_account(config: Config) -> bool:
         or in_ssm
         or bus
         or model.coordination is not None
+        or model.on_demand is not None
     )
 
 
@@ -202,6 +214,16 @@ def policy_document(
         statements.append(_pins_in_use_statement())
     statements += _event_statements(config, account, region)
     statements += _coordination_statements(config, account, region)
+    queue = on_demand_queue_url(config.model.on_demand)
+    if queue is not None:
+        statements.append(
+            {
+                "Sid": "OnDemandQueue",  # the daemon reads what builds reported
+                "Effect": "Allow",
+                "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage"],
+                "Resource": queue_arn(queue, partition(region), region),
+            }
+        )
     if secrets:
         statements.append(
             {

@@ -12,6 +12,7 @@ from mirror.config.load import (
     check_config,
     load_config,
     resolve_config_source,
+    with_added_images,
     with_one_image,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "check_config",
     "load_config",
     "resolve_config_source",
+    "with_added_images",
     "with_one_image",
 ]

@@ -355,6 +355,26 @@ def with_one_image(config: Config, image: str, tags: tuple[str, ...] = ()) -> Co
     return dataclasses.replace(config, model=model, images=entries, warnings=())
 
 
+def with_added_images(config: Config, images: list[str]) -> Config:
+    """The config's list and the images builds asked for (`on_demand`) that it lacks,
+    each a single tag or digest as asked: what the daemon keeps fresh."""
+    listed = {
+        (entry.source.name, tag)
+        for entry in config.images
+        for tag in (entry.tags or (entry.source.tag or entry.source.digest or "",))
+    }
+    extra: list[str] = []
+    for image in images:
+        source = parse_reference(image)
+        if (source.name, source.tag or source.digest or "") not in listed:
+            extra.append(str(source))
+    if not extra:
+        return config
+    model = config.model.model_copy(update={"images": [*config.model.images, *extra]})
+    added = _entries(model.model_copy(update={"images": extra}), CommentedMap())
+    return dataclasses.replace(config, model=model, images=(*config.images, *added))
+
+
 def _duplicates(path: str, entries: tuple[ImageEntry, ...]) -> list[str]:
     """The same image and tag twice would be copied twice and reported twice; most often
     it is a paste that was meant to change."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import os
 import re
 from typing import Annotated, Any, Literal
 
@@ -33,6 +34,7 @@ from mirror.oci.reference import parse_reference
 from mirror.oci.types import Platform
 
 __all__ = [
+    "ON_DEMAND_QUEUE_ENV",
     "Concurrency",
     "CoordinationSettings",
     "DaemonSettings",
@@ -42,6 +44,8 @@ __all__ = [
     "KmsEncryption",
     "MetricsSettings",
     "MirrorConfig",
+    "OnDemandSettings",
+    "OnDemandTags",
     "PublishSettings",
     "PullAccess",
     "RateLimitSettings",
@@ -52,6 +56,9 @@ __all__ = [
     "TagRule",
     "TargetSettings",
     "TimeoutSettings",
+    "on_demand_queue_url",
+    "queue_arn",
+    "queue_region",
 ]
 
 DEFAULT_EVERY = "6h"
@@ -615,6 +622,21 @@ def _check_variant(value: str) -> str:
     return value
 
 
+def _check_semver(value: str | None) -> str | None:
+    if value is not None:
+        parse_semver_range(value)
+    return value
+
+
+def _check_regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regex: {exc}") from None
+    return value
+
+
 class TagRule(Section):
     """Tags chosen from the upstream tag list; the rules combine (all must hold)."""
 
@@ -643,22 +665,8 @@ class TagRule(Section):
     def variants(self) -> tuple[str, ...]:
         return (self.variant,) if isinstance(self.variant, str) else tuple(self.variant or ())
 
-    @field_validator("semver")
-    @classmethod
-    def _semver(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_semver_range(value)
-        return value
-
-    @field_validator("regex")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regex: {exc}") from None
-        return value
+    _semver = field_validator("semver")(_check_semver)
+    _regex = field_validator("regex")(_check_regex)
 
     @model_validator(mode="after")
     def _not_empty(self) -> TagRule:
@@ -742,6 +750,89 @@ class CoordinationSettings(Section):
         return value
 
 
+_QUEUE_URL_RE = re.compile(r"^https?://[^/\s]+/(\d{12})/([A-Za-z0-9_-]{1,80})$")
+_SQS_HOST_RE = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
+
+
+def queue_region(queue_url: str) -> str | None:
+    """The Region of an SQS queue URL (`https://sqs.REGION.amazonaws.com/...`); None for
+    another endpoint (a VPC endpoint's, a test's)."""
+    found = _SQS_HOST_RE.match(queue_url)
+    return found[1] if found else None
+
+
+# The queue a deployment made for copy on miss (the template's OnDemandQueue), for an
+# `on_demand` section that names none.
+ON_DEMAND_QUEUE_ENV = "MIRROR_ON_DEMAND_QUEUE_URL"
+
+
+def on_demand_queue_url(settings: OnDemandSettings | None) -> str | None:
+    """The queue builds report misses to: `on_demand.queue_url`, else the deployment's;
+    None without `on_demand` or without either."""
+    if settings is None:
+        return None
+    return settings.queue_url or os.environ.get(ON_DEMAND_QUEUE_ENV) or None
+
+
+def queue_arn(queue_url: str, partition: str, region: str) -> str:
+    """The queue's ARN; `region` where the URL does not say it."""
+    found = _QUEUE_URL_RE.match(queue_url)
+    assert found is not None, "the config checked the URL"
+    return f"arn:{partition}:sqs:{queue_region(queue_url) or region}:{found[1]}:{found[2]}"
+
+
+class OnDemandTags(Section):
+    """Which tags of an allowed image a build may ask for: a semver range and/or a regex,
+    as in a tag rule; every tag when absent."""
+
+    semver: str | None = None
+    regex: str | None = None
+
+    _semver = field_validator("semver")(_check_semver)
+    _regex = field_validator("regex")(_check_regex)
+
+
+def _check_image_pattern(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._:/*?-]*", value) or "/" not in value:
+        raise ValueError(
+            f"invalid image pattern {value!r}: write registry/repository with * or ?, such as "
+            "docker.io/library/* or quay.io/prometheus/*"
+        )
+    return value
+
+
+class OnDemandSettings(Section):
+    """Copy on miss: builds report images nobody mirrored to an SQS queue; the daemon
+    copies those its policy allows, and keeps them fresh from then on."""
+
+    # The queue builds send to (an SQS queue URL); the deploy template's, from
+    # MIRROR_ON_DEMAND_QUEUE_URL, when absent here.
+    queue_url: str | None = None
+    allow: list[str] = Field(min_length=1)  # image patterns a build may ask for
+    tags: OnDemandTags | None = None  # the tags it may ask for of them; any when absent
+    max_new_per_day: int = Field(default=50, ge=1, le=10_000)
+    # per sender: the IAM role (or user) SQS says sent the request, which the request
+    # cannot forge; the builds of one account usually share one
+    max_new_per_sender_per_day: int = Field(default=10, ge=1, le=10_000)
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue(cls, value: str | None) -> str | None:
+        if value is not None and not _QUEUE_URL_RE.match(value):
+            raise ValueError(
+                f"invalid SQS queue URL {value!r}: write "
+                "https://sqs.REGION.amazonaws.com/ACCOUNT/NAME"
+            )
+        return value
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            _check_image_pattern(pattern)
+        return value
+
+
 class MirrorConfig(Section):
     version: Literal[1]
     target: TargetSettings
@@ -754,6 +845,7 @@ class MirrorConfig(Section):
     prune: PruneSettings | None = None
     events: list[EventSink] = Field(default_factory=list)  # where moved-tag events go
     coordination: CoordinationSettings | None = None  # None: this process runs alone
+    on_demand: OnDemandSettings | None = None  # None: a build's miss is only a warning
     images: list[ImageEntrySpec] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -45,7 +45,7 @@ def buildspec(config: Config, args: argparse.Namespace) -> int:
         registry = clients.target_registry
         replicas = replica_registries(config, registry)
     if args.dockerfile:
-        pulls, unused = only_used(pulls, base_images(args.dockerfile))
+        pulls, unused = only_used(config, pulls, base_images(args.dockerfile))
         warnings += unused
     if args.merge:
         text, merge_warnings = merge_commands(

@@ -68,4 +68,12 @@ def render(found: Status) -> str:
             else "no pass finished yet"
         )
         lines.append(f"  {task.identity:<50} seen {_ago(task.seen_ago)}; {done}")
+    if found.added:
+        lines.append(f"\non demand ({len(found.added)}): images builds asked for")
+        for added in found.added:
+            by = added.project or added.account or added.sender
+            lines.append(
+                f"  {added.image:<50} asked {added.requests}x, first by {by}, "
+                f"{_ago(time.time() - added.added_at)}"
+            )
     return "\n".join(lines)

@@ -84,6 +84,7 @@ def validate(source: str, args: argparse.Namespace) -> int:
                 image["error"] = preview.error
         images.append(image)
     advised = advice(config)
+    asked, asked_error = asked_for(config)
     unresolved = any("error" in image for image in images)
     if args.log_format == "json":
         say(
@@ -95,6 +96,8 @@ def validate(source: str, args: argparse.Namespace) -> int:
                     "warnings": list(config.warnings),
                     "advice": advised,
                     "images": images,
+                    **({"on_demand": asked} if config.model.on_demand else {}),
+                    **({"on_demand_error": asked_error} if asked_error else {}),
                 },
                 indent=2,
             )
@@ -116,7 +119,35 @@ def validate(source: str, args: argparse.Namespace) -> int:
                 )
     for line in advised:
         say(f"advice: {line}")
+    if asked:
+        say(f"on demand: {len(asked)} images builds asked for (adopt them into images:)")
+        for item in asked:
+            say(f"  - {item['image']}  # {item['asked_by']}")
+    if asked_error:
+        say(f"on demand: the images builds asked for could not be read: {asked_error}")
     return EXIT_FAILED if unresolved else EXIT_OK
+
+
+def asked_for(config: Config) -> tuple[list[dict[str, str]], str]:
+    """With `on_demand`: the images builds asked for and the daemon added (read from the
+    coordination table, the one thing validate asks AWS), and what stopped that."""
+    if config.model.on_demand is None:
+        return [], ""
+    from mirror.coordination.ondemand import OnDemandImages
+    from mirror.coordination.table import Table
+    from mirror.engine.wiring import config_region, coordination_settings
+
+    settings = coordination_settings(config)
+    if settings is None:
+        return [], "no coordination table: on_demand keeps what it adds there"
+    import boto3
+
+    try:
+        client = boto3.session.Session(region_name=config_region(config)).client("dynamodb")
+        added = OnDemandImages(Table(client, settings.dynamodb_table)).images()
+    except MirrorError as exc:
+        return [], exc.message
+    return [{"image": a.image, "asked_by": a.project or a.account or a.sender} for a in added], ""
 
 
 def resolve_rules(config: Config) -> dict[int, Preview]:

@@ -15,6 +15,7 @@ from typing import Any
 from mirror.coordination import LEADER, TASK_PK
 from mirror.coordination.leases import PK as LEASE_PK
 from mirror.coordination.ledger import PK as QUOTA_PK
+from mirror.coordination.ondemand import AddedImage, OnDemandImages
 from mirror.coordination.table import Table
 from mirror.errors import printable
 
@@ -58,6 +59,7 @@ class Status:
     leases: list[LeaseRow]
     quotas: list[QuotaRow]
     tasks: list[TaskRow]
+    added: list[AddedImage] = field(default_factory=list)  # on_demand: what builds asked for
 
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -68,6 +70,7 @@ class Status:
             "leases": [asdict(r) for r in self.leases],
             "quotas": [asdict(r) for r in self.quotas],
             "tasks": [asdict(r) for r in self.tasks],
+            "on_demand": [asdict(a) for a in self.added],
         }
 
 
@@ -125,4 +128,5 @@ def read_status(table: Table, now: float | None = None) -> Status:
     tasks.sort(key=lambda t: t.seen_ago if t.seen_ago is not None else float("inf"))
     leader = next((lease for lease in leases if lease.name == LEADER), None)
     work = [lease for lease in leases if lease.name != LEADER]
-    return Status(table.name, leader, work, quotas, tasks)
+    added = OnDemandImages(table).images()
+    return Status(table.name, leader, work, quotas, tasks, added)

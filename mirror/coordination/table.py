@@ -18,13 +18,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from mirror.errors import CoordinationError
 
-__all__ = ["KEY_SCHEMA", "TTL_ATTRIBUTE", "Table", "open_table"]
+__all__ = ["KEY_SCHEMA", "TTL_ATTRIBUTE", "Step", "Table", "open_table"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +48,20 @@ def _serializer() -> tuple[Any, Any]:
     from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
     return TypeSerializer(), TypeDeserializer()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One write of a transaction: a Put of `item`, or an Update of (pk, sk) by
+    `expression`; either under `condition`."""
+
+    pk: str = ""
+    sk: str = ""
+    expression: str = ""
+    values: Mapping[str, Any] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
+    condition: str = ""
+    item: Mapping[str, Any] | None = None
 
 
 class Table:
@@ -179,6 +194,51 @@ class Table:
         except ClientError:
             return False
         return True
+
+    def transact(self, *steps: Step) -> list[str] | None:
+        """Several conditional writes, all or none (TransactWriteItems): None when done,
+        else each step's cancellation code ("ConditionalCheckFailed" where its condition
+        did not hold, "None" where it was not the cause)."""
+        from botocore.exceptions import ClientError
+
+        items = []
+        for step in steps:
+            text = " ".join(filter(None, (step.expression, step.condition)))
+            body: dict[str, Any] = {
+                "TableName": self.name,
+                **self._values(text, step.values),
+                **self._names(text, step.names),
+            }
+            if step.condition:
+                body["ConditionExpression"] = step.condition
+            if step.item is not None:
+                items.append({"Put": {**body, "Item": self._encode(step.item)}})
+            else:
+                body["Key"] = self._encode({"pk": step.pk, "sk": step.sk})
+                body["UpdateExpression"] = step.expression
+                items.append({"Update": body})
+        try:
+            self._call_untargeted("transact_write_items", TransactItems=items)
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            return [str(r.get("Code", "None")) for r in reasons] or ["Unknown"]
+        return None
+
+    def _call_untargeted(self, operation: str, **kwargs: Any) -> Any:
+        """A call that names its table inside each item (a transaction)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as exc:
+            if _code(exc) == "TransactionCanceledException":
+                raise
+            raise self._refused(exc) from None
+        except BotoCoreError as exc:
+            raise CoordinationError(
+                f"DynamoDB {operation} on table {self.name}: {exc}",
+                hint="check the network path to DynamoDB and the AWS credentials",
+            ) from None
 
     def query(self, pk: str) -> list[dict[str, Any]]:
         """Every item of one kind, in sort-key order, up to MAX_QUERY_ITEMS."""

@@ -14,7 +14,13 @@ from mirror.aws.ecr import Ecr, Refusals, RefusedSetting, call_aws
 from mirror.aws.ptc import PullThroughCache
 from mirror.aws.replication import Replication
 from mirror.config import Config
-from mirror.config.model import CoordinationSettings, RegistrySettings, SecretCredentials
+from mirror.config.model import (
+    ON_DEMAND_QUEUE_ENV,
+    CoordinationSettings,
+    RegistrySettings,
+    SecretCredentials,
+    on_demand_queue_url,
+)
 from mirror.coordination import Coordinator
 from mirror.engine.credentials import resolve_credentials
 from mirror.engine.naming import target_registry_name
@@ -40,6 +46,7 @@ __all__ = [
     "caller_account",
     "config_region",
     "coordination_settings",
+    "on_demand_queue",
     "open_coordinator",
 ]
 
@@ -457,6 +464,19 @@ def coordination_settings(config: Config) -> CoordinationSettings | None:
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{COORDINATION_TABLE_ENV}: {problem}") from None
+
+
+def on_demand_queue(config: Config) -> str | None:
+    """The queue builds report misses to; None without `on_demand`. ConfigError when
+    on_demand names no queue and the deployment passed none."""
+    settings = config.model.on_demand
+    url = on_demand_queue_url(settings)
+    if settings is not None and url is None:
+        raise ConfigError(
+            "on_demand names no queue",
+            hint=f"add on_demand.queue_url, or set {ON_DEMAND_QUEUE_ENV}",
+        )
+    return url
 
 
 def open_coordinator(config: Config, kind: str) -> Coordinator | None:

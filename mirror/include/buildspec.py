@@ -24,12 +24,14 @@ import httpx
 from ruamel.yaml import YAML
 
 from mirror.config import Config
+from mirror.engine.naming import target_repository
 from mirror.engine.report import ErrorInfo
 from mirror.engine.sync import pull_through_cached, resolve_jobs
-from mirror.engine.wiring import Clients
+from mirror.engine.wiring import Clients, on_demand_queue
 from mirror.errors import MirrorError, printable
 from mirror.include.dockerfile import BaseImage
 from mirror.include.dockerfile_awk import DOCKERFILE_AWK
+from mirror.include.misses import miss_functions
 from mirror.include.shell import Var, Word, join, require_host, require_region, word
 from mirror.oci.grammar import ecr_host, is_digest, is_repository, is_tag
 from mirror.oci.reference import DEFAULT_REGISTRY, Reference, parse_reference
@@ -60,6 +62,8 @@ class Pull:
     source: Reference  # the upstream image, as the config names it
     path: str  # repository path in the target, with `@digest` or `:tag`
     names: tuple[str, ...]  # local names a FROM may spell it with
+    # Not in the target yet (`on_demand`): the build reports it and waits for its tag.
+    pending: bool = False
 
     def __post_init__(self) -> None:
         """The path is grammar-checked: it reaches shell, and it came from a registry."""
@@ -130,14 +134,21 @@ def collect_pulls(config: Config, clients: Clients) -> tuple[list[Pull], list[st
         except (MirrorError, httpx.HTTPError) as exc:
             unreadable.append(f"{job.target}: {ErrorInfo.from_exception(exc).message}")
             continue
+        pending = False
         if found is not None and found.digest:
             path = f"{job.target.repository}@{found.digest}"
         elif pull_through_cached(config, job.source.registry):  # cached on first pull
             path = f"{job.target.repository}:{job.target.identifier}"
+        elif config.model.on_demand is not None:
+            path, pending = f"{job.target.repository}:{job.target.identifier}", True
+            warnings.append(
+                f"{job.source}: not mirrored yet ({job.target}); builds report it and wait "
+                "for it (MIRROR_ON_MISS)"
+            )
         else:
             warnings.append(f"{job.source}: not mirrored yet ({job.target}); run mirror sync")
             continue
-        pulls.append(Pull(job.source, path, local_names(job.source)))
+        pulls.append(Pull(job.source, path, local_names(job.source), pending))
     if unreadable:
         raise TargetUnreadableError(
             f"cannot read {len(unreadable)} of the target's images from "
@@ -148,8 +159,12 @@ def collect_pulls(config: Config, clients: Clients) -> tuple[list[Pull], list[st
     return pulls, warnings
 
 
-def only_used(pulls: list[Pull], used: list[BaseImage]) -> tuple[list[Pull], list[str]]:
-    """The pulls the Dockerfiles' FROMs need; and a warning per FROM the config lacks."""
+def only_used(
+    config: Config, pulls: list[Pull], used: list[BaseImage]
+) -> tuple[list[Pull], list[str]]:
+    """The pulls the Dockerfiles' FROMs need, and a warning per FROM the config lacks.
+    With `on_demand`, such a FROM is a pull too: the build reports it and waits for it
+    where the daemon would copy it."""
     wanted: dict[str, BaseImage] = {}
     warnings = []
     for image in used:
@@ -160,12 +175,28 @@ def only_used(pulls: list[Pull], used: list[BaseImage]) -> tuple[list[Pull], lis
     kept = [p for p in pulls if str(p.source) in wanted]
     covered = {str(p.source) for p in kept}
     for reference, image in wanted.items():
-        if reference not in covered:
+        if reference in covered:
+            continue
+        if config.model.on_demand is not None:
+            kept.append(reported_pull(config, parse_reference(reference)))
             warnings.append(
-                f"{image.path}:{image.line}: {image.reference} is not in the config "
-                f"(add {reference} to images: so builds stop pulling it upstream)"
+                f"{image.path}:{image.line}: {image.reference} is not in the config: builds "
+                f"report it and wait for it (MIRROR_ON_MISS); add {reference} to images: to "
+                "mirror it ahead"
             )
+            continue
+        warnings.append(
+            f"{image.path}:{image.line}: {image.reference} is not in the config "
+            f"(add {reference} to images: so builds stop pulling it upstream)"
+        )
     return kept, warnings
+
+
+def reported_pull(config: Config, source: Reference) -> Pull:
+    """An image the config lacks, where the daemon copies it when a build reports it."""
+    repository = target_repository(source, config.model.target.repository_prefix)
+    path = f"{repository}@{source.digest}" if source.digest else f"{repository}:{source.tag}"
+    return Pull(source, path, local_names(source) if source.tag else (), pending=True)
 
 
 def _is_ecr(config: Config) -> bool:
@@ -255,9 +286,14 @@ def render_commands(
     """Buildspec `pre_build` commands, POSIX sh (buildspec 0.2 runs them in one shell); a
     failed pull after retries fails the build. Every word is built by mirror.include.shell."""
     commands = [BEGIN_MARK, *_prelude(config, registry, replicas or {})]
+    if any(p.pending for p in pulls):
+        commands += _misses(config)
     attempts = " ".join(str(i) for i in range(1, PULL_ATTEMPTS + 1))
     pulled = Var("MIRROR_REF")
     for pull in pulls:
+        if pull.pending:
+            commands.append(join(["mirror_wait_for", str(pull.source), pull.path, *pull.names]))
+            continue
         failed = join(["echo", "mirror: could not pull", _mirror_ref(pull)])
         commands.append(
             f"for attempt in {attempts}; do "
@@ -349,6 +385,7 @@ $spelling"
   return 1
 }}
 
+{misses}
 pids=""
 running=0
 failed=0
@@ -365,6 +402,10 @@ mirror_pull() {{
   running=$((running + 1))
   [ "$running" -lt "$PARALLEL" ] || wait_all
 }}
+mirror_background() {{
+  "$@" &
+  pids="$pids $!"
+}}
 
 # One image a line: the names it may be written with, then
 # mirror_pull <repository path>@<digest> <local name>...
@@ -374,7 +415,9 @@ if [ "$mirror_filtering" -gt 0 ]; then
   while IFS= read -r wanted; do
     [ -n "$wanted" ] || continue
     printf '%s\\n' "$mirror_known" | grep -Fqx -- "$wanted" && continue
-    if [ "${{MIRROR_STRICT:-0}}" = 1 ]; then
+    if [ "$mirror_on_demand" = 1 ]; then
+      mirror_background mirror_on_miss "$wanted"
+    elif [ "${{MIRROR_STRICT:-0}}" = 1 ]; then
       echo "mirror: $wanted is not mirrored (MIRROR_STRICT=1): add" \\
         "'- $wanted' to images: in $mirror_config, then mirror sync" >&2
       failed=1
@@ -385,6 +428,7 @@ if [ "$mirror_filtering" -gt 0 ]; then
   done <<MIRROR_WANTED
 $mirror_wanted
 MIRROR_WANTED
+  wait_all
 fi
 rm -rf "${{mirror_state:-}}"
 [ "$failed" = 0 ] || exit 1
@@ -392,22 +436,34 @@ echo "mirror: base images ready"
 """
 
 
+def _misses(config: Config) -> list[str]:
+    """The miss handling (mirror/include/misses.py), where `on_demand` asks for it."""
+    queue = on_demand_queue(config)
+    return miss_functions(config, queue) if queue else []
+
+
+def _script_line(pull: Pull) -> str:
+    wants = join(["mirror_wants", *spellings(pull.source)])
+    if pull.pending:
+        waits = ["mirror_background", "mirror_wait_for", str(pull.source), pull.path, *pull.names]
+        return f"{wants} && {join(waits)}"
+    return f"{wants} && {join(['mirror_pull', pull.path, *pull.names])}"
+
+
 def render_script(
     config: Config, registry: str, pulls: list[Pull], replicas: dict[str, str] | None = None
 ) -> str:
     name = printable(config.source.rsplit("/", 1)[-1], limit=200)
+    misses = _misses(config)
     return _SCRIPT.format(
+        misses="\n".join([*misses, f"mirror_on_demand={1 if misses else 0}"]),
         config=name,
         config_word=word(name),
         prelude="\n".join(_prelude(config, registry, replicas or {})),
         attempts=" ".join(str(i) for i in range(1, PULL_ATTEMPTS + 1)),
         last=PULL_ATTEMPTS,
         awk=shlex.quote(DOCKERFILE_AWK),
-        images="\n".join(
-            f"{join(['mirror_wants', *spellings(p.source)])} && "
-            f"{join(['mirror_pull', p.path, *p.names])}"
-            for p in pulls
-        ),
+        images="\n".join(_script_line(p) for p in pulls),
     )
 
 
@@ -455,6 +511,8 @@ def render_build_context(
     credentials must be in place first). Sourced, so a failure returns, never exits."""
     lines = [*_prelude(config, registry, replicas or {}), _SOURCE, 'MIRROR_BUILD_CONTEXTS=""']
     for pull in pulls:
+        if pull.pending:  # a context needs a reference that exists now: left out
+            continue
         lines.append(f"mirror_ref=$({join(['mirror_source', pull.path])}) || return 1")
         for name in pull.names:
             flag = word(f" --build-context {name}=docker-image://")

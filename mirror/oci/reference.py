@@ -16,6 +16,7 @@ from mirror.oci.grammar import is_digest, is_host, is_repository, is_tag
 __all__ = [
     "DEFAULT_REGISTRY",
     "DOCKER_HUB_ALIASES",
+    "REGISTRY_ALIASES",
     "Reference",
     "default_endpoint",
     "parse_reference",
@@ -27,7 +28,7 @@ DEFAULT_REGISTRY = "docker.io"
 DOCKER_HUB_ALIASES = ("index.docker.io", "registry-1.docker.io")
 
 # ECR pull-through-cache conventions for the upstream part of a target repository name.
-_ALIASES = {
+REGISTRY_ALIASES = {
     "docker.io": "docker-hub",
     "quay.io": "quay",
     "ghcr.io": "github",
@@ -150,5 +151,5 @@ def registry_alias(registry: str) -> str:
     Unknown hosts keep their name; a port becomes `-<port>` because `:` is not allowed in a
     repository path.
     """
-    alias = _ALIASES.get(registry, registry)
+    alias = REGISTRY_ALIASES.get(registry, registry)
     return re.sub(r"[^a-z0-9.]+", "-", alias.lower()).strip("-.")

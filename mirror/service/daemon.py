@@ -32,19 +32,28 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from types import FrameType
 from typing import Any
 
 import schedule
 import structlog
 
-from mirror.config import Config, load_config
-from mirror.config.model import DaemonSettings
+from mirror.config import Config, load_config, with_added_images
+from mirror.config.model import DaemonSettings, queue_region
 from mirror.coordination import Coordinator
+from mirror.coordination.ondemand import OnDemandImages
 from mirror.durations import parse_duration
+from mirror.engine.ondemand import REFUSALS_REPOSITORY, MissRequest, write_refusal
 from mirror.engine.report import Action, PassReport
 from mirror.engine.sync import DUE_TOLERANCE, Pass, SyncOptions
-from mirror.engine.wiring import Clients, coordination_settings, open_coordinator
+from mirror.engine.wiring import (
+    Clients,
+    config_region,
+    coordination_settings,
+    on_demand_queue,
+    open_coordinator,
+)
 from mirror.errors import ConfigError, MirrorError
 from mirror.include.buildspec import collect_pulls, render, replica_registries
 from mirror.include.publish import publish
@@ -54,6 +63,7 @@ from mirror.service.health import HealthServer, Page, is_loopback
 from mirror.service.healthcheck import STATE_ENV, write_state
 from mirror.service.liveness import Liveness, pass_allowance
 from mirror.service.metrics import DaemonMetrics
+from mirror.service.misses import MissListener
 from mirror.service.pass_events import announce_pass
 from mirror.service.runs import bind_run, new_run_id
 
@@ -63,6 +73,7 @@ log = structlog.get_logger(__name__)
 TICK_SECONDS = 0.5
 HEARTBEAT_SECONDS = 300.0  # an EMF heartbeat while live; the template alarms on its absence
 FAILURES_SHOWN = 50  # in /healthz; the rest are in the logs
+REFUSALS_PER_DAY = 100  # refusal manifests written to the target a day, at most
 
 
 @dataclass
@@ -95,6 +106,7 @@ class Daemon:
         self._settings: DaemonSettings | None = None
         self._checked: dict[str, float] = {}  # target -> when it was last checked upstream
         self._coordination: Coordinator | None = None  # opened by the first pass
+        self._listener: MissListener | None = None  # on_demand's, started by the first pass
         self._last_prune: float | None = None  # monotonic
         self.metrics = DaemonMetrics()
         self.state = _State(started_at=time.time())
@@ -204,11 +216,66 @@ class Daemon:
             self._coordination = current = open_coordinator(config, "daemon")
         return current
 
+    def _on_demand(self, config: Config, coordinator: Coordinator | None) -> Config:
+        """With `on_demand`: the listener on the queue started (once), and the config
+        with the images builds asked for, which every pass keeps fresh from then on."""
+        if config.model.on_demand is None:
+            return config
+        if coordinator is None:
+            log.error(
+                "on_demand_without_table",
+                hint="on_demand keeps what builds asked for in the coordination table: add "
+                "coordination: {dynamodb_table: NAME}",
+            )
+            return config
+        store = OnDemandImages(coordinator.table)
+        if self._listener is None:
+            queue = on_demand_queue(config)
+            assert queue is not None, "on_demand is set"
+            self._listener = self._start_listener(config, queue, store)
+        try:
+            added = [a.image for a in store.images()]
+        except MirrorError as exc:  # this pass without them; the next reads them again
+            log.warning("on_demand_images_unread", error=exc.message)
+            return config
+        return with_added_images(config, added)
+
+    def _start_listener(self, config: Config, queue: str, store: OnDemandImages) -> MissListener:
+        import boto3
+
+        region = queue_region(queue) or config_region(config)
+        listener = MissListener(
+            boto3.session.Session(region_name=region).client("sqs"),
+            queue,
+            store,
+            lambda: self._config,
+            self.request_pass,
+            partial(self._refuse, store),
+            self._stop,
+        )
+        threading.Thread(target=listener.run, name="on-demand", daemon=True).start()
+        log.info("on_demand_listening", queue=queue)
+        return listener
+
+    def _refuse(self, store: OnDemandImages, request: MissRequest, reason: str) -> None:
+        """The refusal, where the include that asked reads it (a capped number a day)."""
+        if not store.may_refuse(REFUSALS_PER_DAY):
+            return
+        config = self._config
+        clients = Clients(config, coordinator=self._coordination)
+        try:
+            prefix = config.model.target.repository_prefix.strip("/")
+            clients.prepare_repository(f"{prefix}/{REFUSALS_REPOSITORY}".strip("/"))
+            write_refusal(clients.target, prefix, request.written, reason, at=time.time())
+        finally:
+            clients.close()
+
     def _pass_body(self) -> None:
         config = self._reload()
         self._plan(config.model.daemon)
         try:
             coordinator = self._coordinator(config)
+            config = self._on_demand(config, coordinator)
         except MirrorError as exc:
             log.error("pass_failed", error=str(exc), hint=exc.hint)
             self._failed_pass(config)

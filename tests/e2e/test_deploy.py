@@ -275,9 +275,12 @@ def test_every_option_at_once_deploys_private_subnets_an_existing_cluster_and_ta
     endpoints = ec2.describe_vpc_endpoints()["VpcEndpoints"]
     services = {e["ServiceName"].rsplit(".", 1)[-1] if "ecr" not in e["ServiceName"] else
                 e["ServiceName"].split("us-east-1.")[1] for e in endpoints}  # fmt: skip
-    assert services == {"ecr.api", "ecr.dkr", "logs", "sts", "secretsmanager", "ssm", "s3"}
-    (gateway,) = [e for e in endpoints if e["VpcEndpointType"] == "Gateway"]
-    assert gateway["RouteTableIds"] == [route_table]
+    assert services == {
+        "ecr.api", "ecr.dkr", "logs", "sts", "secretsmanager", "ssm", "s3", "dynamodb"
+    }  # fmt: skip
+    gateways = [e for e in endpoints if e["VpcEndpointType"] == "Gateway"]
+    assert len(gateways) == 2
+    assert all(g["RouteTableIds"] == [route_table] for g in gateways)
     statements = by_sid(task_role_policy(outputs))
     assert statements["UpstreamCredentials"]["Resource"] == [SECRET, other]
     assert statements["UpstreamCredentialsKey"]["Condition"] == {
@@ -307,8 +310,9 @@ def test_every_option_at_once_deploys_private_subnets_an_existing_cluster_and_ta
     tag = {"Fn::If": ["HasTag", [{"Key": {"Ref": "TagKey"}, "Value": {"Ref": "TagValue"}}],
                       {"Ref": "AWS::NoValue"}]}  # fmt: skip
     untagged = {r["Type"] for r in resources.values() if r["Properties"].get("Tags") != tag}
-    # the four types whose CloudFormation schema has no Tags
+    # the types whose CloudFormation schema has no Tags
     assert untagged == {
+        "AWS::SQS::QueuePolicy",
         "AWS::SNS::TopicPolicy",
         "AWS::SNS::Subscription",
         "AWS::Scheduler::Schedule",
@@ -317,6 +321,52 @@ def test_every_option_at_once_deploys_private_subnets_an_existing_cluster_and_ta
     assert resources["Service"]["Properties"]["PropagateTags"] == "SERVICE"
     ecs_target = resources["Schedule"]["Properties"]["Target"]["EcsParameters"]
     assert ecs_target["PropagateTags"] == "TASK_DEFINITION"
+
+
+def test_copy_on_miss_gets_an_encrypted_queue_with_a_dead_letter_queue_and_its_senders(aws):
+    boto3.client("ssm").put_parameter(
+        Name="/mirror/config", Value=EXAMPLE.read_text(), Type="String"
+    )
+    outputs = deploy(
+        "mirror-misses", RunAs="service", EnableOnDemand="true",
+        OnDemandOrganizationId="o-a1b2c3d4e5",
+    )  # fmt: skip
+
+    sqs = boto3.client("sqs")
+    url = outputs["OnDemandQueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(queue["RedrivePolicy"])
+    assert redrive["maxReceiveCount"] == 5
+    dead = sqs.get_queue_url(QueueName=redrive["deadLetterTargetArn"].rsplit(":", 1)[-1])
+    assert dead["QueueUrl"] != url
+    assert queue["SqsManagedSseEnabled"] == "true"
+    # moto 5.2's CloudFormation has no AWS::SQS::QueuePolicy: the template's, then
+    template, _ = decode(str(TEMPLATE))
+    queue_policy = template["Resources"]["OnDemandQueuePolicy"]
+    assert queue_policy["Condition"] == "HasOnDemandOrganization"
+    assert queue_policy["Properties"]["Queues"] == [{"Ref": "OnDemandQueue"}]
+    (send,) = queue_policy["Properties"]["PolicyDocument"]["Statement"]
+    assert send["Principal"] == "*" and send["Effect"] == "Allow"
+    assert send["Action"] == "sqs:SendMessage"
+    assert send["Condition"] == {
+        "StringEquals": {"aws:PrincipalOrgID": {"Ref": "OnDemandOrganizationId"}}
+    }
+    environment = container(outputs)["environment"]
+    assert {"name": "MIRROR_ON_DEMAND_QUEUE_URL", "value": url} in environment
+    (grant,) = [s for s in task_role_policy(outputs) if s["Sid"] == "OnDemandQueue"]
+    assert grant["Resource"] == queue["QueueArn"]
+    # what `mirror iam-policy` asks for a config with on_demand, on this queue
+    text = EXAMPLE.read_text() + f"on_demand:\n  queue_url: {url}\n  allow: ['docker.io/*']\n"
+    wanted = by_sid(policy_document(load_config(write_temporary(text)))["Statement"])
+    assert set(wanted["OnDemandQueue"]["Action"]) == set(grant["Action"])
+
+
+def write_temporary(text: str) -> str:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        handle.write(text)
+    return handle.name
 
 
 def test_the_alarm_topic_its_key_and_its_policy_let_cloudwatch_and_eventbridge_deliver(aws):

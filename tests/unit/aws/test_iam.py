@@ -228,3 +228,53 @@ def test_coordination_grants_the_table_and_only_it(policy):
     assert {"dynamodb:UpdateItem", "dynamodb:Query"} <= set(statement["Action"])
     _, without, _ = policy("--account", ACCOUNT)
     assert "Coordination" not in {s["Sid"] for s in without["Statement"]}
+
+
+ON_DEMAND = """\
+version: 1
+target: {kind: ecr, registry: 111122223333.dkr.ecr.eu-west-1.amazonaws.com}
+coordination: {dynamodb_table: mirror-state}
+on_demand: {allow: [docker.io/library/*]}
+images: [nginx:1.16]
+"""
+
+
+@pytest.mark.parametrize(
+    ("queue", "arn"),
+    [
+        (
+            "https://sqs.us-east-2.amazonaws.com/444455556666/misses",
+            "arn:aws:sqs:us-east-2:444455556666:misses",  # the queue's Region and account
+        ),
+        (
+            "https://vpce-0a1b.sqs.eu-west-1.vpce.amazonaws.com/111122223333/misses",
+            "arn:aws:sqs:eu-west-1:111122223333:misses",  # an endpoint: the config's Region
+        ),
+    ],
+)
+def test_copy_on_miss_lets_builds_send_and_the_daemon_receive_on_that_queue_only(
+    policy, monkeypatch, queue, arn
+):
+    monkeypatch.setenv("MIRROR_ON_DEMAND_QUEUE_URL", queue)  # what the template passes
+
+    code, daemon, err = policy(text=ON_DEMAND)
+    assert code == 0, err
+    (receive,) = [s for s in daemon["Statement"] if s["Sid"] == "OnDemandQueue"]
+    assert (receive["Action"], receive["Resource"]) == (
+        ["sqs:ReceiveMessage", "sqs:DeleteMessage"], arn
+    )  # fmt: skip
+
+    code, consumer, err = policy("--consumer", text=ON_DEMAND)
+    assert code == 0, err
+    (send,) = [s for s in consumer["Statement"] if s["Sid"] == "ReportMisses"]
+    assert (send["Action"], send["Resource"]) == (["sqs:SendMessage"], arn)
+    assert not any("sqs:ReceiveMessage" in s["Action"] for s in consumer["Statement"])
+
+
+def test_without_on_demand_nobody_gets_a_queue(policy):
+    code, daemon, err = policy("--account", ACCOUNT)
+    assert code == 0, err
+    code, consumer, err = policy("--consumer", "--account", ACCOUNT)
+    assert code == 0, err
+    actions = [a for d in (daemon, consumer) for s in d["Statement"] for a in s["Action"]]
+    assert not [a for a in actions if a.startswith("sqs:")]

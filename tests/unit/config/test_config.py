@@ -387,3 +387,62 @@ def test_schema_errors_are_all_reported_each_on_its_own_line(tmp_path, capsys):
     assert [line.split(": ", 2)[1].rsplit(":", 1)[-1] for line in lines] == ["10", "13"]
     assert "images[1].tgas: unknown key 'tgas'" in lines[0]
     assert "images[2].tags.latest: must be a whole number" in lines[1]
+
+
+ON_DEMAND = """\
+on_demand:
+  queue_url: https://sqs.eu-west-1.amazonaws.com/111122223333/mirror-misses
+  allow: [docker.io/library/*, quay.io/prometheus/*]
+  tags: {semver: ">=1"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("https://sqs.eu-west-1.amazonaws.com/111122223333/mirror-misses", "mirror-misses"),
+            ":8: on_demand.queue_url: invalid SQS queue URL 'mirror-misses': write https://sqs.",
+        ),
+        (
+            ("allow: [docker.io/library/*, quay.io/prometheus/*]", "allow: ['redis']"),
+            ":9: on_demand.allow: invalid image pattern 'redis': write registry/repository",
+        ),
+        (
+            ("allow: [docker.io/library/*, quay.io/prometheus/*]", "allow: []"),
+            ":9: on_demand.allow: must have at least 1",
+        ),
+        (
+            ('tags: {semver: ">=1"}', 'tags: {semver: "~>banana"}'),
+            ":10: on_demand.tags.semver: invalid semver range",
+        ),
+        (
+            ('tags: {semver: ">=1"}', "max_new_per_day: 0"),
+            ":10: on_demand.max_new_per_day: must be at least 1",
+        ),
+        (
+            ('tags: {semver: ">=1"}', "allow_all: true"),
+            ":10: on_demand.allow_all: unknown key 'allow_all'; did you mean 'allow'?",
+        ),
+    ],
+)
+def test_on_demand_mistakes_name_the_line_and_the_key(tmp_path, change, expected):
+    text = GOOD.replace("images:", ON_DEMAND.replace(*change) + "images:")
+    message = error_of(tmp_path, text)
+    assert expected in message.replace(str(tmp_path / "mirror.yaml"), "")
+
+
+def test_images_builds_asked_for_join_the_list_once(tmp_path):
+    from mirror.config import with_added_images
+
+    config = load_config(write(tmp_path, GOOD.replace("images:", ON_DEMAND + "images:")))
+    added = with_added_images(
+        config,
+        ["docker.io/library/redis:7.4", "docker.io/library/nginx:1.16",  # nginx is listed
+         "docker.io/library/python:3.12-slim"],  # one of python's listed tags
+    )  # fmt: skip
+
+    extra = added.images[len(config.images) :]
+    assert [str(e.source) for e in extra] == ["docker.io/library/redis:7.4"]
+    assert extra[0].platforms == config.images[0].platforms  # the defaults apply to it
+    assert with_added_images(config, []) is config
