@@ -12,32 +12,16 @@ as a Markdown table: the whole process per image, and the marginal cost per imag
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from bench.rusage import cpu_and_wall
 from tests.support.images import Image, Seeder, random_blob
 from tests.support.registry import LocalRegistry
 
 MIRROR = [sys.executable, "-m", "mirror"]
-
-
-def cpu_of(command: list[str]) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) of one run, which must succeed."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    assert process.stderr is not None
-    error = process.stderr.read().decode(errors="replace")
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{command} failed: {error[-2000:]}")
-    return usage.ru_utime + usage.ru_stime, wall
 
 
 def config(path: Path, target: str, upstream: str, tags: list[str]) -> Path:
@@ -75,9 +59,9 @@ def main() -> int:
         many = config(Path(work) / "many.yaml", target.url, upstream.url, tags)
         one = config(Path(work) / "one.yaml", target.url, upstream.url, tags[:1])
         sync = [*MIRROR, "sync", "--progress", "never", "--config"]
-        cpu_of([*sync, str(many)])  # fills the target
-        at_n = [cpu_of([*sync, str(many)]) for _ in range(args.runs)]
-        at_1 = [cpu_of([*sync, str(one)]) for _ in range(args.runs)]
+        cpu_and_wall([*sync, str(many)])  # fills the target
+        at_n = [cpu_and_wall([*sync, str(many)]) for _ in range(args.runs)]
+        at_1 = [cpu_and_wall([*sync, str(one)]) for _ in range(args.runs)]
     cpu_n = statistics.median(c for c, _ in at_n)
     wall_n = statistics.median(w for _, w in at_n)
     cpu_1 = statistics.median(c for c, _ in at_1)

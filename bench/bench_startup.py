@@ -25,29 +25,16 @@ from pathlib import Path
 
 import httpx
 
+from bench.rusage import cpu_and_wall
 from tests.support.registry import LocalRegistry, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = str(Path(sys.executable).with_name("mirror"))
 
 
-def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) of one run, which must succeed."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    assert process.stderr is not None
-    error = process.stderr.read().decode(errors="replace")
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{command} failed: {error[-1000:]}")
-    return usage.ru_utime + usage.ru_stime, wall
-
-
 def medians(command: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
-    measure(command, env)  # warm the page cache
-    figures = [measure(command, env) for _ in range(runs)]
+    cpu_and_wall(command, env)  # warm the page cache
+    figures = [cpu_and_wall(command, env) for _ in range(runs)]
     return statistics.median(f[0] for f in figures), statistics.median(f[1] for f in figures)
 
 

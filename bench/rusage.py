@@ -14,6 +14,22 @@ import sys
 import time
 
 
+def cpu_and_wall(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one run of `command`, which must succeed; for a
+    benchmark process that is small itself (a large one skews the child's RSS, not its
+    CPU)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    assert process.stderr is not None
+    error = process.stderr.read().decode(errors="replace")  # drained: a full pipe blocks
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{command} failed: {error[-2000:]}")
+    return usage.ru_utime + usage.ru_stime, wall
+
+
 def main() -> int:
     out, separator, *command = sys.argv[1:]
     assert separator == "--", "usage: python -m bench.rusage OUT -- CMD..."

@@ -49,6 +49,7 @@ class OnDemandImages:
     def __init__(self, table: Table, clock: Callable[[], float] = time.time) -> None:
         self._table = table
         self._clock = clock
+        self._refusals_spent_on = ""  # the UTC day whose refusals are all written
 
     def add(
         self,
@@ -104,9 +105,12 @@ class OnDemandImages:
 
     def may_refuse(self, max_per_day: int) -> bool:
         """Whether one more refusal may be written to the target today (forged reports
-        must not fill it with refusal manifests)."""
+        must not fill it with refusal manifests). Once the day's are spent, the rest of
+        the day asks the table no more: a flood costs no write per report."""
         now = self._clock()
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        if self._refusals_spent_on == day:
+            return False
         counted = self._table.update(
             DAY_PK,
             f"{day}|refusals",
@@ -116,6 +120,8 @@ class OnDemandImages:
             "expires_at",
             condition="attribute_not_exists(#count) OR #count < :cap",
         )
+        if counted is None:
+            self._refusals_spent_on = day
         return counted is not None
 
     def images(self) -> list[AddedImage]:

@@ -94,13 +94,18 @@ class Table:
 
     # --- calls -----------------------------------------------------------------------
     def _call(self, operation: str, **kwargs: Any) -> Any:
+        return self._request(operation, TableName=self.name, **kwargs)
+
+    def _request(self, operation: str, **kwargs: Any) -> Any:
+        """One DynamoDB call; a refused condition or transaction is re-raised for the
+        caller to read, any other failure is a CoordinationError that says what to do."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return getattr(self.client, operation)(TableName=self.name, **kwargs)
+            return getattr(self.client, operation)(**kwargs)
         except ClientError as exc:
             code, message = _code(exc), _message(exc)
-            if code == CONDITION_FAILED:
+            if code in (CONDITION_FAILED, "TransactionCanceledException"):
                 raise
             if code == "ValidationException" and MISSING_ATTRIBUTE_HINT in message:
                 raise
@@ -218,27 +223,11 @@ class Table:
                 body["UpdateExpression"] = step.expression
                 items.append({"Update": body})
         try:
-            self._call_untargeted("transact_write_items", TransactItems=items)
+            self._request("transact_write_items", TransactItems=items)
         except ClientError as exc:
             reasons = exc.response.get("CancellationReasons") or []
             return [str(r.get("Code", "None")) for r in reasons] or ["Unknown"]
         return None
-
-    def _call_untargeted(self, operation: str, **kwargs: Any) -> Any:
-        """A call that names its table inside each item (a transaction)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self.client, operation)(**kwargs)
-        except ClientError as exc:
-            if _code(exc) == "TransactionCanceledException":
-                raise
-            raise self._refused(exc) from None
-        except BotoCoreError as exc:
-            raise CoordinationError(
-                f"DynamoDB {operation} on table {self.name}: {exc}",
-                hint="check the network path to DynamoDB and the AWS credentials",
-            ) from None
 
     def query(self, pk: str) -> list[dict[str, Any]]:
         """Every item of one kind, in sort-key order, up to MAX_QUERY_ITEMS."""

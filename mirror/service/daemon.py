@@ -107,6 +107,7 @@ class Daemon:
         self._checked: dict[str, float] = {}  # target -> when it was last checked upstream
         self._coordination: Coordinator | None = None  # opened by the first pass
         self._listener: MissListener | None = None  # on_demand's, started by the first pass
+        self._refusing: tuple[Config, Clients] | None = None  # the listener's target clients
         self._last_prune: float | None = None  # monotonic
         self.metrics = DaemonMetrics()
         self.state = _State(started_at=time.time())
@@ -261,14 +262,29 @@ class Daemon:
         """The refusal, where the include that asked reads it (a capped number a day)."""
         if not store.may_refuse(REFUSALS_PER_DAY):
             return
-        config = self._config
+        config, clients = self._refusal_target()
+        prefix = config.model.target.repository_prefix.strip("/")
+        write_refusal(clients.target, prefix, request.written, reason, at=time.time())
+
+    def _refusal_target(self) -> tuple[Config, Clients]:
+        """The target's clients for refusals, with their repository made ready: kept for
+        as long as the config is the same (only the listener's thread uses them), since a
+        burst of reports may bring a hundred refusals."""
+        config, held = self._config, self._refusing
+        if held is not None and held[0] is config:
+            return held
+        if held is not None:
+            held[1].close()
+            self._refusing = None
         clients = Clients(config, coordinator=self._coordination)
         try:
             prefix = config.model.target.repository_prefix.strip("/")
             clients.prepare_repository(f"{prefix}/{REFUSALS_REPOSITORY}".strip("/"))
-            write_refusal(clients.target, prefix, request.written, reason, at=time.time())
-        finally:
+        except BaseException:
             clients.close()
+            raise
+        self._refusing = (config, clients)
+        return self._refusing
 
     def _pass_body(self) -> None:
         config = self._reload()

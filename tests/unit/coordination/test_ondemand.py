@@ -46,8 +46,13 @@ def test_a_sender_past_its_cap_is_refused_and_others_go_on_to_the_days_cap(table
 def test_refusals_written_to_the_target_are_capped_per_day(table, clock):
     store = OnDemandImages(table, clock)
     assert [store.may_refuse(3) for _ in range(5)] == [True, True, True, False, False]
+    calls = []
+    table.client.meta.events.register("before-call.dynamodb", lambda **_: calls.append(1))
+    assert not store.may_refuse(3)
+    assert calls == []  # spent for the day: the table is not asked again
     clock.now += 86400
     assert store.may_refuse(3)
+    assert calls  # a new day asks again
 
 
 def test_what_another_process_wrote_is_read_as_untrusted(table, clock):
