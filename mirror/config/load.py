@@ -357,7 +357,8 @@ def with_one_image(config: Config, image: str, tags: tuple[str, ...] = ()) -> Co
 
 def with_added_images(config: Config, images: list[str]) -> Config:
     """The config's list and the images builds asked for (`on_demand`) that it lacks,
-    each a single tag or digest as asked: what the daemon keeps fresh."""
+    each a single tag or digest as asked: what the daemon keeps fresh. They are read
+    from a table other processes write: one that is not a reference is left out."""
     listed = {
         (entry.source.name, tag)
         for entry in config.images
@@ -365,7 +366,10 @@ def with_added_images(config: Config, images: list[str]) -> Config:
     }
     extra: list[str] = []
     for image in images:
-        source = parse_reference(image)
+        try:
+            source = parse_reference(image)
+        except ConfigError:
+            continue
         if (source.name, source.tag or source.digest or "") not in listed:
             extra.append(str(source))
     if not extra:

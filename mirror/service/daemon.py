@@ -219,7 +219,9 @@ class Daemon:
 
     def _on_demand(self, config: Config, coordinator: Coordinator | None) -> Config:
         """With `on_demand`: the listener on the queue started (once), and the config
-        with the images builds asked for, which every pass keeps fresh from then on."""
+        with the images builds asked for, which every pass keeps fresh from then on.
+        What stops copy on miss is said every pass, and never stops the configured
+        images."""
         if config.model.on_demand is None:
             return config
         if coordinator is None:
@@ -231,15 +233,18 @@ class Daemon:
             return config
         store = OnDemandImages(coordinator.table)
         if self._listener is None:
-            queue = on_demand_queue(config)
+            try:
+                queue = on_demand_queue(config)
+            except ConfigError as exc:
+                log.error("on_demand_without_queue", error=exc.message, hint=exc.hint)
+                return config
             assert queue is not None, "on_demand is set"
             self._listener = self._start_listener(config, queue, store)
         try:
-            added = [a.image for a in store.images()]
+            return with_added_images(config, [a.image for a in store.images()])
         except MirrorError as exc:  # this pass without them; the next reads them again
-            log.warning("on_demand_images_unread", error=exc.message)
+            log.warning("on_demand_images_unread", error=exc.message, hint=exc.hint)
             return config
-        return with_added_images(config, added)
 
     def _start_listener(self, config: Config, queue: str, store: OnDemandImages) -> MissListener:
         import boto3

@@ -243,6 +243,31 @@ def test_a_refused_image_is_said_why_and_the_build_follows_mirror_on_miss(
     assert any(e.get("event") == "on_demand_refused" for e in daemon.events())
 
 
+def test_on_demand_without_a_queue_is_said_and_the_configured_images_still_copy(
+    upstream, target, aws, write_config, daemon_for
+):
+    seeder = Seeder(upstream.url)
+    digest = seeder.push("library/nginx", "1.16", Image([random_blob(512)]))
+    seeder.close()
+    port = free_port()
+    config = write_config(
+        target, "- nginx:1.16", docker_io=upstream.url,
+        extra=(
+            f"coordination: {{dynamodb_table: {TABLE}}}\n"
+            "on_demand: {allow: ['docker.io/library/*']}\n"  # no queue_url, none deployed
+            f"daemon:\n  every: 1h\n  health_address: 127.0.0.1\n  health_port: {port}\n"
+        ),
+    )  # fmt: skip
+
+    daemon = daemon_for(config, port)
+
+    wait_for(lambda: daemon.health()["passes"] >= 1, timeout=30)
+    assert daemon.health()["status"] == "ok"
+    assert skopeo.raw_digest(target.host, "mirror/docker-hub/library/nginx:1.16") == digest
+    (said,) = [e for e in daemon.events() if e.get("event") == "on_demand_without_queue"]
+    assert "MIRROR_ON_DEMAND_QUEUE_URL" in said["hint"]
+
+
 def test_a_thousand_forged_reports_change_nothing_and_cost_no_pull(
     hub, target, queue, write_config, daemon_for, seeder, tmp_path
 ):

@@ -439,7 +439,8 @@ def test_images_builds_asked_for_join_the_list_once(tmp_path):
     added = with_added_images(
         config,
         ["docker.io/library/redis:7.4", "docker.io/library/nginx:1.16",  # nginx is listed
-         "docker.io/library/python:3.12-slim"],  # one of python's listed tags
+         "docker.io/library/python:3.12-slim",  # one of python's listed tags
+         "x\\x1b[31m:1"],  # not a reference (the table is shared): left out
     )  # fmt: skip
 
     extra = added.images[len(config.images) :]
