@@ -397,10 +397,11 @@ class Daemon:
                 log.warning("buildspec_left_out", detail=warning)
             registry = clients.target_registry
             replicas = replica_registries(config, registry)
-            text = render(publishing.format, config, registry, pulls, replicas)
+            # Too large, refused, or on_demand without a queue: the last good one stays.
             try:
+                text = render(publishing.format, config, registry, pulls, replicas)
                 where = publish(text, publishing.output, publishing.format)
-            except MirrorError as exc:  # too large, or refused: the last good one stays
+            except MirrorError as exc:
                 log.error("buildspec_not_published", error=str(exc), hint=exc.hint)
                 return
             log.info("buildspec_published", destination=where, images=len(pulls))

@@ -244,7 +244,7 @@ def test_a_refused_image_is_said_why_and_the_build_follows_mirror_on_miss(
 
 
 def test_on_demand_without_a_queue_is_said_and_the_configured_images_still_copy(
-    upstream, target, aws, write_config, daemon_for
+    upstream, target, aws, write_config, daemon_for, tmp_path
 ):
     seeder = Seeder(upstream.url)
     digest = seeder.push("library/nginx", "1.16", Image([random_blob(512)]))
@@ -256,6 +256,7 @@ def test_on_demand_without_a_queue_is_said_and_the_configured_images_still_copy(
             f"coordination: {{dynamodb_table: {TABLE}}}\n"
             "on_demand: {allow: ['docker.io/library/*']}\n"  # no queue_url, none deployed
             f"daemon:\n  every: 1h\n  health_address: 127.0.0.1\n  health_port: {port}\n"
+            f"  publish_buildspec: {{output: {tmp_path / 'pull.sh'}, format: script}}\n"
         ),
     )  # fmt: skip
 
@@ -266,6 +267,11 @@ def test_on_demand_without_a_queue_is_said_and_the_configured_images_still_copy(
     assert skopeo.raw_digest(target.host, "mirror/docker-hub/library/nginx:1.16") == digest
     (said,) = [e for e in daemon.events() if e.get("event") == "on_demand_without_queue"]
     assert "MIRROR_ON_DEMAND_QUEUE_URL" in said["hint"]
+    # the include it cannot write whole is not written, and the pass still counts as done
+    (unpublished,) = [e for e in daemon.events() if e.get("event") == "buildspec_not_published"]
+    assert "on_demand names no queue" in unpublished["error"]
+    assert not (tmp_path / "pull.sh").exists()
+    assert daemon.health()["last_pass_failed"] is False
 
 
 def test_a_thousand_forged_reports_change_nothing_and_cost_no_pull(
