@@ -9,7 +9,7 @@ from it reaches a log or the target unless it passed those checks.
 
 A refusal is written where the include that asked can read it without an AWS call: a
 tiny OCI manifest in the target (REFUSALS_REPOSITORY, tagged by the image's key) whose
-annotation is the reason, from a fixed set of sentences.
+annotations are the reason, from a fixed set of sentences, and the time it was written.
 """
 
 from __future__ import annotations
