@@ -17,6 +17,7 @@ from tests.support.daemon import RunningDaemon
 from tests.support.fake_ecr import REGION, FakeEcr, fake_ecr, moto_server
 from tests.support.hub import DockerHubFront
 from tests.support.images import Seeder
+from tests.support.podman import Podman, podman_store
 from tests.support.registry import LocalRegistry
 
 
@@ -77,6 +78,12 @@ def daemon_for(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
         if running.process.poll() is None:
             running.process.kill()
             running.process.wait()
+
+
+@pytest.fixture
+def podman() -> Iterator[Podman]:
+    """podman in a storage of the test's own (skipped where it is not installed)."""
+    yield from podman_store()
 
 
 @pytest.fixture

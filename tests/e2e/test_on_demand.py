@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,18 +34,6 @@ BUILD_ARN = (
     "arn:aws:codebuild:us-east-1:111122223333:build/app-ci:0f1e2d3c-4b5a-6978-8091-a2b3c4d5e6f7"
 )
 
-DOCKER = """#!/bin/sh
-# `docker` for the include, done by podman (images) and skopeo (a manifest's JSON).
-podman() {{ command podman --root {root} --runroot {runroot} --storage-driver vfs "$@"; }}
-case "$1" in
-  pull) shift; podman pull --tls-verify=false "$@" ;;
-  tag) shift; podman tag "$@" ;;
-  login) cat >/dev/null ;;
-  manifest) [ "$2" = inspect ] || exit 2; skopeo inspect --raw --tls-verify=false "docker://$3" ;;
-  *) echo "unexpected docker $*" >&2; exit 2 ;;
-esac
-"""
-
 AWS = """#!{python}
 # `aws sqs send-message`, done by boto3 against moto; every call is recorded.
 import json, os, sys
@@ -61,38 +47,6 @@ boto3.client("sqs", region_name=options.get("--region")).send_message(
     QueueUrl=options["--queue-url"], MessageBody=options["--message-body"]
 )
 """
-
-
-@pytest.fixture
-def podman():
-    binary, busybox = shutil.which("podman"), shutil.which("busybox")
-    if binary is None or busybox is None or shutil.which("skopeo") is None:
-        pytest.skip("podman, skopeo and busybox-static are not installed (.ci/install does)")
-    home = Path(tempfile.mkdtemp(prefix="mirror-od-"))
-    storage = ["--root", str(home / "root"), "--runroot", str(home / "run")]
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [binary, *storage, "--storage-driver", "vfs", *args],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert done.returncode == 0, (args, done.stderr[-2000:])
-        return done
-
-    run.storage = storage  # type: ignore[attr-defined]
-    run.busybox = busybox  # type: ignore[attr-defined]
-    yield run
-    shutil.rmtree(home, ignore_errors=True)
-
-
-def base_image(podman, context: Path, destination: str) -> None:
-    """A tiny base with a shell, so a Dockerfile's RUN works on it."""
-    (context / "bin").mkdir(parents=True)
-    shutil.copy(podman.busybox, context / "bin" / "busybox")
-    (context / "bin" / "sh").symlink_to("busybox")
-    (context / "Containerfile").write_text("FROM scratch\nCOPY bin /bin\n")
-    podman("build", "--isolation", "chroot", "-t", "localhost/seed", str(context))
-    podman("push", "--tls-verify=false", "localhost/seed", f"docker://{destination}")
 
 
 @pytest.fixture
@@ -114,13 +68,9 @@ def on_demand_config(write_config, target, upstream, queue, port, extra=""):
 
 def shims(tmp_path: Path, podman) -> dict[str, str]:
     """The build's environment: docker and aws stand-ins first on PATH, moto's AWS."""
-    shim = tmp_path / "shim"
-    shim.mkdir(exist_ok=True)
-    root, runroot = podman.storage[1], podman.storage[3]
-    (shim / "docker").write_text(DOCKER.format(root=root, runroot=runroot))
+    shim = podman.docker_shim(tmp_path / "shim").parent
     (shim / "aws").write_text(AWS.format(python=sys.executable))
-    for tool in ("docker", "aws"):
-        (shim / tool).chmod(0o755)
+    (shim / "aws").chmod(0o755)
     aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     return {
         **aws,
@@ -150,7 +100,7 @@ def daemon_and_include(write_config, target, upstream, queue, daemon_for, mirror
 def test_a_miss_is_reported_copied_and_pulled_from_the_mirror_and_the_build_succeeds(
     podman, upstream, target, queue, write_config, daemon_for, mirror, tmp_path, capsys
 ):
-    base_image(podman, tmp_path / "base", f"{upstream.host}/library/nginx:1.16")
+    podman.push_base(tmp_path / "base", f"{upstream.host}/library/nginx:1.16")
     podman("push", "--tls-verify=false", "localhost/seed",
            f"docker://{upstream.host}/library/redis:7.4")  # fmt: skip
     config, daemon, script = daemon_and_include(

@@ -10,10 +10,7 @@ the vfs driver and chroot isolation (no Docker engine here); .ci/install install
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
@@ -22,61 +19,15 @@ from tests.support import skopeo
 
 pytestmark = pytest.mark.e2e
 
-DOCKER_AS_PODMAN = """#!/bin/sh
-# `docker` for the include, done by podman in the test's own storage.
-podman() {{ command podman --root {root} --runroot {runroot} --storage-driver vfs "$@"; }}
-case "$1" in
-  pull) shift; podman pull --tls-verify=false "$@" ;;
-  tag) shift; podman tag "$@" ;;
-  login) cat >/dev/null ;;
-  *) echo "unexpected docker $*" >&2; exit 2 ;;
-esac
-"""
-
-
-@pytest.fixture
-def podman():
-    binary, busybox = shutil.which("podman"), shutil.which("busybox")
-    if binary is None or busybox is None:
-        pytest.skip("podman and busybox-static are not installed (.ci/install installs them)")
-    home = Path(tempfile.mkdtemp(prefix="mirror-pm-"))  # podman wants a runroot under 50 chars
-    storage = ["--root", str(home / "root"), "--runroot", str(home / "run")]
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [binary, *storage, "--storage-driver", "vfs", *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, (args, done.stderr[-2000:])
-        return done
-
-    run.storage = storage  # type: ignore[attr-defined]
-    run.busybox = busybox  # type: ignore[attr-defined]
-    yield run
-    shutil.rmtree(home, ignore_errors=True)
-
-
-def build_and_push(podman, context: Path, containerfile: str, destination: str) -> None:
-    (context / "Containerfile").write_text(containerfile)
-    podman("build", "--isolation", "chroot", "-t", "localhost/seed", str(context))
-    podman("push", "--tls-verify=false", "localhost/seed", f"docker://{destination}")
-
 
 def test_an_unchanged_from_line_builds_from_the_mirror_with_the_upstream_gone(
     podman, upstream, target, write_config, mirror, tmp_path
 ):
     context = tmp_path / "base"
-    (context / "bin").mkdir(parents=True)
-    shutil.copy(podman.busybox, context / "bin" / "busybox")
-    (context / "bin" / "sh").symlink_to("busybox")
-    build_and_push(
-        podman, context, "FROM scratch\nCOPY bin /bin\n", f"{upstream.host}/library/nginx:1.16"
-    )
+    podman.push_base(context, f"{upstream.host}/library/nginx:1.16")
     (context / "tool").write_text("a tool\n")
-    build_and_push(
-        podman, context, "FROM scratch\nCOPY tool /tool\n", f"{upstream.host}/library/tools:1"
+    podman.build_and_push(
+        context, "FROM scratch\nCOPY tool /tool\n", f"{upstream.host}/library/tools:1"
     )
     config = write_config(target, "- nginx:1.16\n- tools:1", docker_io=upstream.url)
     assert mirror("sync", config=config).code == 0
@@ -89,11 +40,7 @@ def test_an_unchanged_from_line_builds_from_the_mirror_with_the_upstream_gone(
     fragment.write_text("set -e\n" + "\n".join(commands["phases"]["pre_build"]["commands"]) + "\n")
     upstream.stop()  # from here on, only the mirror can serve the images
 
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    root, runroot = podman.storage[1], podman.storage[3]
-    (shim / "docker").write_text(DOCKER_AS_PODMAN.format(root=root, runroot=runroot))
-    (shim / "docker").chmod(0o755)
+    shim = podman.docker_shim(tmp_path / "shim").parent
     # Short names, as Docker users write them, and fully qualified ones, which podman and
     # buildah look up as written (they do not normalise short names as Docker does).
     apps = {}
