@@ -355,22 +355,33 @@ def with_one_image(config: Config, image: str, tags: tuple[str, ...] = ()) -> Co
     return dataclasses.replace(config, model=model, images=entries, warnings=())
 
 
+def image_key(source: Reference) -> tuple[str, str]:
+    """(name, tag or digest): what says whether two references name one listed image."""
+    return source.name, source.tag or source.digest or ""
+
+
+def listed_images(config: Config) -> frozenset[tuple[str, str]]:
+    """The `image_key` of every image the config lists by name (a tag rule's tags are
+    known only once the upstream is asked, and are not among them)."""
+    return frozenset(
+        (entry.source.name, tag)
+        for entry in config.images
+        for tag in (entry.tags or (image_key(entry.source)[1],))
+    )
+
+
 def with_added_images(config: Config, images: list[str]) -> Config:
     """The config's list and the images builds asked for (`on_demand`) that it lacks,
     each a single tag or digest as asked: what the daemon keeps fresh. They are read
     from a table other processes write: one that is not a reference is left out."""
-    listed = {
-        (entry.source.name, tag)
-        for entry in config.images
-        for tag in (entry.tags or (entry.source.tag or entry.source.digest or "",))
-    }
+    listed = listed_images(config)
     extra: list[str] = []
     for image in images:
         try:
             source = parse_reference(image)
         except ConfigError:
             continue
-        if (source.name, source.tag or source.digest or "") not in listed:
+        if image_key(source) not in listed:
             extra.append(str(source))
     if not extra:
         return config

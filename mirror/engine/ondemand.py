@@ -20,6 +20,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from mirror.config import Config
 from mirror.config.model import OnDemandSettings
 from mirror.config.selection import select_tags
 from mirror.errors import MirrorError
@@ -38,6 +39,7 @@ __all__ = [
     "judge",
     "parse_request",
     "refusal_tag",
+    "refusals_repository",
     "write_refusal",
 ]
 
@@ -157,14 +159,18 @@ _EMPTY_CONFIG = (
 )
 
 
+def refusals_repository(config: Config) -> str:
+    """Where refusals are kept in the target: REFUSALS_REPOSITORY under the prefix."""
+    return f"{config.model.target.repository_prefix.strip('/')}/{REFUSALS_REPOSITORY}".strip("/")
+
+
 def write_refusal(
-    target: RegistryClient, prefix: str, written: str, reason: str, *, at: float
+    target: RegistryClient, repository: str, written: str, reason: str, *, at: float
 ) -> None:
     """A manifest the include can read (`docker manifest inspect`) saying why `written`
     was refused and when: an OCI artifact with the empty config, the reason and the
     time as annotations."""
     media_type, digest, size = _EMPTY_CONFIG
-    repository = f"{prefix}/{REFUSALS_REPOSITORY}".strip("/")
     if not target.blob_exists(repository, digest):
         location = target.start_upload(repository)
         if location is not None:

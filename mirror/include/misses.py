@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from mirror.config import Config
 from mirror.config.model import queue_region
-from mirror.engine.ondemand import REFUSALS_REPOSITORY, REFUSED_ANNOTATION, REFUSED_AT_ANNOTATION
+from mirror.engine.ondemand import REFUSED_ANNOTATION, REFUSED_AT_ANNOTATION, refusals_repository
 from mirror.include.shell import word
 from mirror.oci.reference import REGISTRY_ALIASES
 
@@ -50,7 +50,7 @@ def miss_functions(config: Config, queue_url: str) -> list[str]:
     send = ["aws", "sqs", "send-message", "--queue-url", queue_url]
     if region:
         send += ["--region", region]
-    refused = f"{prefix}/{REFUSALS_REPOSITORY}".strip("/")
+    refused = refusals_repository(config)
     config_name = config.source.rsplit("/", 1)[-1]
     return [
         f"mirror_config_name={word(config_name)}",

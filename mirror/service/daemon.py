@@ -44,7 +44,7 @@ from mirror.config.model import DaemonSettings, queue_region
 from mirror.coordination import Coordinator
 from mirror.coordination.ondemand import OnDemandImages
 from mirror.durations import parse_duration
-from mirror.engine.ondemand import REFUSALS_REPOSITORY, MissRequest, write_refusal
+from mirror.engine.ondemand import MissRequest, refusals_repository, write_refusal
 from mirror.engine.report import Action, PassReport
 from mirror.engine.sync import DUE_TOLERANCE, Pass, SyncOptions
 from mirror.engine.wiring import (
@@ -268,8 +268,8 @@ class Daemon:
         if not store.may_refuse(REFUSALS_PER_DAY):
             return
         config, clients = self._refusal_target()
-        prefix = config.model.target.repository_prefix.strip("/")
-        write_refusal(clients.target, prefix, request.written, reason, at=time.time())
+        repository = refusals_repository(config)
+        write_refusal(clients.target, repository, request.written, reason, at=time.time())
 
     def _refusal_target(self) -> tuple[Config, Clients]:
         """The target's clients for refusals, with their repository made ready: kept for
@@ -283,8 +283,7 @@ class Daemon:
             self._refusing = None
         clients = Clients(config, coordinator=self._coordination)
         try:
-            prefix = config.model.target.repository_prefix.strip("/")
-            clients.prepare_repository(f"{prefix}/{REFUSALS_REPOSITORY}".strip("/"))
+            clients.prepare_repository(refusals_repository(config))
         except BaseException:
             clients.close()
             raise

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from mirror.config import Config
+from mirror.config import Config, image_key, listed_images
 from mirror.config.model import OnDemandSettings
 from mirror.coordination.ondemand import OnDemandImages, Outcome
 from mirror.engine.ondemand import (
@@ -88,10 +88,9 @@ class MissListener:
             MessageSystemAttributeNames=["SenderId"],
         )
         messages = answer.get("Messages", [])
-        handled = []
-        for message in messages:
-            if self._handle(message):
-                handled.append(message)
+        config = self._config()  # one config for the batch
+        listed = listed_images(config)
+        handled = [m for m in messages if self._handle(m, config.model.on_demand, listed)]
         if handled:
             self._sqs.delete_message_batch(
                 QueueUrl=self._queue_url,
@@ -102,10 +101,14 @@ class MissListener:
             )
         return len(messages)
 
-    def _handle(self, message: dict[str, Any]) -> bool:
+    def _handle(
+        self,
+        message: dict[str, Any],
+        settings: OnDemandSettings | None,
+        listed: frozenset[tuple[str, str]],
+    ) -> bool:
         """Whether the message is done with (deleted): every outcome but a table that
         cannot be reached."""
-        settings = self._config().model.on_demand
         if settings is None:  # the config no longer asks for it: left for a later one
             return False
         sender = (message.get("Attributes") or {}).get("SenderId")
@@ -114,19 +117,14 @@ class MissListener:
         except InvalidRequestError as exc:
             self._invalid(exc.message)
             return True
-        outcome = self._decide(settings, request)
+        outcome = self._decide(settings, request, listed)
         self.outcomes[outcome] += 1
         return outcome != "unavailable"
 
-    def _decide(self, settings: OnDemandSettings, request: MissRequest) -> str:
-        config = self._config()
-        wanted = (request.image.name, request.image.tag or request.image.digest or "")
-        configured = {
-            (e.source.name, tag)
-            for e in config.images
-            for tag in (e.tags or (e.source.tag or e.source.digest or "",))
-        }
-        if wanted in configured:
+    def _decide(
+        self, settings: OnDemandSettings, request: MissRequest, listed: frozenset[tuple[str, str]]
+    ) -> str:
+        if image_key(request.image) in listed:
             self._on_added()  # in the config, not copied yet: the next pass, now
             return "configured"
         verdict = judge(settings, request.image)
