@@ -10,7 +10,8 @@ requests sent in any window never exceed its share, whatever the number of proce
 at the cost of one write per block (a quarter of the rate), not one per request. A block
 left unused when its window ends is given up, never carried over, and no request starts
 in a window's last GUARD_SECONDS: sent just before the boundary, it could arrive in the
-next window, and be counted there with that window's own share.
+next window, and be counted there with that window's own share. For the same reason a
+block whose grant arrives after its window ended is never spent.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ class SharedRate:
                     return
                 taken = self._take_block(window)
                 if taken:
-                    self._current, self._left = window, taken - 1
-                    return
+                    # read the clock again: the table's answer may come after the window
+                    # ended, and a block is only good within its own window
+                    self._current, self._left = window, taken
+                    continue
                 self._sleep(max(0.001, (window + 1) * self.window - now))
 
     def _take_block(self, window: int) -> int:

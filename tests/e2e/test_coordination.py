@@ -228,9 +228,11 @@ def test_a_3000_image_no_op_pass_by_two_shards_never_exceeds_the_configured_rate
     assert max(windows.values()) <= rate
     # Seen: the front stamps a request when its handler thread runs, after its own
     # queueing under this load, so one sent in a second's last milliseconds may be
-    # stamped in the next; a few in 3,000 were, here. Each second it saw is held to the
-    # rate within 3%, and the seconds the pass took, together, to the rate.
+    # stamped in the next. Each of the check workers (two shards of `images: 8`) has at
+    # most one request in flight, so at most that many cross any boundary: each second
+    # seen is held to the rate plus those, and the seconds together to the rate.
+    in_flight = 2 * 8
     per_second = Counter(math.floor(t) for t in times)
-    assert max(per_second.values()) <= rate * 1.03, sorted(per_second.values())[-5:]
+    assert max(per_second.values()) <= rate + in_flight, sorted(per_second.values())[-5:]
     assert len(times) <= rate * len(per_second)
     assert took >= count / rate - 1  # it was paced: 3000 at 200 a second

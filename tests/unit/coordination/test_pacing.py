@@ -55,3 +55,28 @@ def test_a_process_finding_no_room_waits_for_the_next_window(table):
         first.take()  # blocks of one: the whole window's room
     second.take()
     assert slept == [0.8]  # until the next second began
+
+
+def test_a_block_granted_after_its_window_ended_is_not_spent_in_the_next(table):
+    """The table's answer can arrive after the second it booked ended: a request sent
+    then would count against the next second's full share as well."""
+    now = [1_800_000_000.9]
+
+    class SlowTable:  # the conditional write takes 150 ms to answer
+        def update(self, *args: object, **kwargs: object) -> object:
+            granted = table.update(*args, **kwargs)  # type: ignore[arg-type]
+            now[0] += 0.15
+            return granted
+
+    pacer = SharedRate(SlowTable(), "docker.io", 4.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    pacer.take()
+    sent_in = int(now[0])
+
+    def used() -> dict[str, int]:
+        return {str(i["sk"]): int(i["used"]) for i in table.query("pace")}
+
+    assert sent_in == 1_800_000_001
+    assert used() == {"docker.io|1800000000": 1, "docker.io|1800000001": 1}
+    for _ in range(3):  # the rest of the second's share, each block granted in time
+        pacer.take()
+    assert used()["docker.io|1800000001"] == 4
