@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.rusage import cpu_and_wall
+from bench.rusage import cpu_and_wall, installed_bytecode
 from tests.support.images import Image, Seeder, random_blob
 from tests.support.registry import LocalRegistry
 
@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    installed_bytecode()
     tags = [f"t{i}" for i in range(args.images)]
     with (
         tempfile.TemporaryDirectory() as work,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.rusage import cpu_and_wall
+from bench.rusage import cpu_and_wall, installed_bytecode
 from tests.support.registry import LocalRegistry, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
+    installed_bytecode()
     rows: list[tuple[str, float, float]] = []
     with tempfile.TemporaryDirectory() as work, LocalRegistry() as target:
         state = Path(work) / "daemon.json"

@@ -25,6 +25,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.rusage import installed_bytecode
 from tests.support.hub import DockerHubFront
 from tests.support.images import Image, Seeder, random_blob
 from tests.support.registry import LocalRegistry
@@ -203,6 +204,7 @@ def main() -> None:
     )
     parser.add_argument("--cold-only", action="store_true")
     args = parser.parse_args()
+    installed_bytecode()
     settings = [s for s in args.concurrency.split(",") if s]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
