@@ -28,11 +28,12 @@ def test_a_missing_image_is_reported_but_only_an_unreachable_target_makes_the_da
     seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
     port = free_port()
     config = daemon_config(
-        write_config, target, hub, "- nginx:1.16\n- nosuch:1", port, extra="  unhealthy_after: 2\n"
+        write_config, target, hub, "- nginx:1.16\n- nosuch:1", port, extra="  unhealthy_after: 1\n"
     )
     daemon = daemon_for(config, port)
 
-    wait_for(lambda: daemon.health()["passes"] >= 4, timeout=30)
+    # more failed passes than unhealthy_after allows unreachable ones: still healthy
+    wait_for(lambda: daemon.health()["passes"] >= 2, timeout=30)
     health = daemon.health()
     assert health["status"] == "ok" and health["problems"] == []
     assert health["last_pass_failed"] is True
@@ -43,7 +44,8 @@ def test_a_missing_image_is_reported_but_only_an_unreachable_target_makes_the_da
     target.kill()
     passes = daemon.health()["passes"]
     down = wait_for(lambda: (h := daemon.health())["status"] == "unhealthy" and h, timeout=60)
-    assert down["target_unreachable_passes"] >= 2 and down["passes"] >= passes + 2
+    # one unreachable pass is enough here; the count over passes is a unit test
+    assert down["target_unreachable_passes"] >= 1 and down["passes"] >= passes + 1
     assert "the target was unreachable" in down["problems"][0]
     assert httpx_status(port) == 503
 
