@@ -32,7 +32,7 @@ def test_a_missing_image_is_reported_but_only_an_unreachable_target_makes_the_da
     )
     daemon = daemon_for(config, port)
 
-    # more failed passes than unhealthy_after allows unreachable ones: still healthy
+    # two failed passes, more than unhealthy_after: a missing image never makes it unhealthy
     wait_for(lambda: daemon.health()["passes"] >= 2, timeout=30)
     health = daemon.health()
     assert health["status"] == "ok" and health["problems"] == []
