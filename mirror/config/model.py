@@ -601,8 +601,11 @@ class TimeoutSettings(Section):
     read: str = "30s"  # the longest silence within one response
     metadata: str = "30s"  # one tag listing (every page), one image's checks, one manifest
     image: str = "30m"  # copying one image, blobs included
+    unreachable: str = "10s"  # a registry refusing every connection, before its images fail
 
-    _durations = field_validator("connect", "read", "metadata", "image")(_check_timeout)
+    _durations = field_validator("connect", "read", "metadata", "image", "unreachable")(
+        _check_timeout
+    )
 
     def resolved(self) -> Timeouts:
         return Timeouts(
@@ -610,6 +613,7 @@ class TimeoutSettings(Section):
             read=parse_duration(self.read),
             metadata=parse_duration(self.metadata),
             image=parse_duration(self.image),
+            unreachable=parse_duration(self.unreachable),
         )
 
 

@@ -163,7 +163,7 @@ class Clients:
                 else None
             )
             self.target_registry = target_registry_name(config)
-            self.target_breaker = Breaker(self.target_registry, TARGET_UNAVAILABLE)
+            self.target_breaker = self._breaker(self.target_registry, TARGET_UNAVAILABLE)
             self.target = self._client(
                 model.target.registry_url,
                 self.target_registry,
@@ -228,7 +228,7 @@ class Clients:
                 self.refusals,
             )
         url = target.registry_url or f"https://{host}"
-        self.target_breaker = Breaker(host, TARGET_UNAVAILABLE)
+        self.target_breaker = self._breaker(host, TARGET_UNAVAILABLE)
         auth = RefreshingBasicAuth(self.ecr.authorization, origin=url)
         client = self._client(
             url,
@@ -291,7 +291,7 @@ class Clients:
                 RefreshingBasicAuth(ecr.authorization, origin=url),
                 self.retry,
                 pacer=Pacer(ECR_PUT_IMAGE_RATE),
-                breaker=Breaker(host, TARGET_UNAVAILABLE),
+                breaker=self._breaker(host, TARGET_UNAVAILABLE),
             )
             self._replicas.append(ReplicaTarget(destination.region, host, client, ecr))
         return self._replicas
@@ -322,7 +322,7 @@ class Clients:
         retry = dataclasses.replace(self.retry, retry_quota=False)
         members = []
         pool: list[Credentials | None] = [*self._credentials.get(registry, [])] or [None]
-        breaker = Breaker(registry, UPSTREAM_UNAVAILABLE)  # one host, whichever credential
+        breaker = self._breaker(registry, UPSTREAM_UNAVAILABLE)  # one host, any credential
         pacer = self._registry_pacer(registry, settings)
         documented = DOCUMENTED_REQUEST_RATES.get(registry)
         coordinator = self.coordinator
@@ -361,6 +361,10 @@ class Clients:
             return None
         shared = self.coordinator.shared_rate(registry, rate) if self.coordinator else None
         return Pacer(rate, name=registry, shared=shared)
+
+    def _breaker(self, name: str, code: str) -> Breaker:
+        """A registry's breaker, which gives up after `timeouts.unreachable`."""
+        return Breaker(name, code, give_up=self.timeouts.unreachable)
 
     def _token_client(self) -> httpx.Client:
         """The token realm's client: on the wire too, so the realm is connected to at the

@@ -62,6 +62,7 @@ class Timeouts:
     read: float = 30.0  # the longest silence between two reads of one response
     metadata: float = 30.0  # one tag listing (all pages), one image's checks, one manifest
     image: float = 1800.0  # copying one image, blobs included
+    unreachable: float = 10.0  # a registry refusing every connection: its breaker's give-up
 
     def httpx(self) -> httpx.Timeout:
         import httpx

@@ -217,6 +217,7 @@ def test_images_failed_while_the_target_is_down_say_where_they_were_going(
         - {image: python, tags: ["3.12"], platforms: [linux/arm64]}
         """,
         docker_io=hub.url,
+        extra="timeouts: {unreachable: 1s}\n",  # how long it waits is not the point here
     )
     target.stop()
 

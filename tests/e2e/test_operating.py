@@ -28,8 +28,9 @@ def test_a_missing_image_is_reported_but_only_an_unreachable_target_makes_the_da
     seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
     port = free_port()
     config = daemon_config(
-        write_config, target, hub, "- nginx:1.16\n- nosuch:1", port, extra="  unhealthy_after: 1\n"
-    )
+        write_config, target, hub, "- nginx:1.16\n- nosuch:1", port,
+        extra="  unhealthy_after: 1\ntimeouts: {unreachable: 1s}\n",
+    )  # fmt: skip
     daemon = daemon_for(config, port)
 
     # two failed passes, more than unhealthy_after: a missing image never makes it unhealthy

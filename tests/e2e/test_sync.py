@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -345,11 +346,16 @@ def test_an_unreachable_target_fails_every_image_before_any_upstream_request(
 
     seeder.push("library/nginx", "1.16", Image([random_blob(100)]))
     closed = SimpleNamespace(url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    config = write_config(closed, "- nginx:1.16\n- python:3.12", docker_io=hub.url)
+    config = write_config(
+        closed, "- nginx:1.16\n- python:3.12", docker_io=hub.url,
+        extra="timeouts: {unreachable: 2s}\n",
+    )  # fmt: skip
 
+    started = time.monotonic()
     run = mirror("sync", config=config)
 
     assert run.code == 1
+    assert time.monotonic() - started < 8  # given up after 2 s, not the default 10 s
     codes = [i["error"]["code"] for i in run.report["images"]]
     assert codes == ["TARGET_UNAVAILABLE", "TARGET_UNAVAILABLE"]  # refused: the breaker
     assert "check that the registry is up and reachable" in run.out

@@ -84,6 +84,10 @@ def test_defaults_are_folded_into_each_image(tmp_path):
         (('"3.13-slim"]', '"3.\uff11"]'), ":10: images[1].tags: invalid tag '3.\uff11'"),
         (("images:", "timeouts: {image: 0s}\nimages:"), ":7: timeouts.image: a timeout must be"),
         (
+            ("images:", "timeouts: {unreachable: 0s}\nimages:"),
+            ":7: timeouts.unreachable: a timeout must be at least 1s",
+        ),
+        (
             ("  kind: registry\n  registry_url: http://127.0.0.1:5002", "  region: us-east-1$(id)"),
             ":3: target.region: invalid AWS Region",
         ),

@@ -1,14 +1,18 @@
-"""How fast each upstream is asked: the rates the clients are built with."""
+"""How the clients are built: how fast each upstream is asked, how long a registry that
+refuses connections is waited for."""
 
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from mirror.config import load_config
 from mirror.engine.wiring import ADDRESS_REQUEST_RATES, Clients
+from mirror.errors import UnavailableError
+from mirror.oci.retry import RetryPolicy
 
 
 def clients(tmp_path: Path, registries: str, coordinator: object = None) -> Clients:
@@ -96,3 +100,22 @@ def test_with_coordination_a_registrys_rate_is_shared_with_the_other_processes(t
     assert coordinator.asked == [("quay.io", 8)]
     built.upstream("ghcr.io")  # no rate to share: unpaced, nothing asked
     assert coordinator.asked == [("quay.io", 8)]
+
+
+def test_a_registry_refusing_every_connection_is_given_up_on_after_timeouts_unreachable(
+    tmp_path,
+):
+    path = tmp_path / "mirror.yaml"
+    path.write_text(
+        "version: 1\ntarget: {kind: registry, registry_url: 'http://127.0.0.1:9'}\n"
+        "registries: {quay.io: {url: 'http://127.0.0.1:9'}}\n"  # nothing listens on 9
+        "timeouts: {unreachable: 1s}\nimages: [quay.io/team/app:1]\n"
+    )
+    built = Clients(load_config(str(path)), RetryPolicy(initial_wait=0.05))
+    upstream = built.upstream("quay.io").members[0].client
+    for client, code in ((built.target, "TARGET_UNAVAILABLE"), (upstream, "UPSTREAM_UNAVAILABLE")):
+        started = time.monotonic()
+        with pytest.raises(UnavailableError) as refused:
+            client.head_manifest("team/app", "1")
+        assert refused.value.code == code
+        assert time.monotonic() - started < 5  # given up after 1 s, not the default 10 s
