@@ -77,8 +77,9 @@ class Breaker:
                         f"{self._name} refused every connection for "
                         f"{now - (self._opened_at or now):.0f} s; not asked again in this pass",
                         code=self._code,
-                        hint="check that the registry is up and reachable; the daemon tries "
-                        "again after a short back-off",
+                        hint="check that the registry is up and reachable (raise "
+                        "timeouts.unreachable if its restarts take longer); the daemon "
+                        "tries again after a short back-off",
                     )
                 if not self._probing and now >= self._probe_at:
                     self._probing, self._prober = True, threading.get_ident()

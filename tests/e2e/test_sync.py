@@ -359,6 +359,7 @@ def test_an_unreachable_target_fails_every_image_before_any_upstream_request(
     codes = [i["error"]["code"] for i in run.report["images"]]
     assert codes == ["TARGET_UNAVAILABLE", "TARGET_UNAVAILABLE"]  # refused: the breaker
     assert "check that the registry is up and reachable" in run.out
+    assert "raise timeouts.unreachable" in run.out  # the setting that waits longer
     assert hub.counters.requests == []
 
 
