@@ -282,8 +282,12 @@ def test_an_unreadable_target_writes_no_include_and_exits_1(mirrored, mirror, ec
     out = tmp_path / "pull.sh"
     out.write_text("the last good include\n")
     ecr.data_plane.stop()  # the target cannot be read: an include now would pull nothing
+    impatient = tmp_path / "impatient.yaml"  # given up on after 1 s, not 10
+    impatient.write_text(
+        mirrored.read_text().replace("images:", "timeouts: {unreachable: 1s}\nimages:", 1)
+    )
 
-    run = mirror("buildspec", "--format", "script", "--output", str(out), config=mirrored)
+    run = mirror("buildspec", "--format", "script", "--output", str(out), config=impatient)
 
     assert run.code == 1
     assert "no include was written" in run.err and ecr.host in run.err
