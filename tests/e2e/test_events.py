@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,7 +15,7 @@ import boto3
 import httpx
 import pytest
 
-from tests.support import skopeo
+from tests.support import serving, skopeo
 from tests.support.images import Image, random_blob
 from tests.support.registry import free_port
 
@@ -50,11 +49,10 @@ class Receiver:
 
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serving.start(self.server)
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        serving.stop(self.server)
 
     @property
     def url(self) -> str:

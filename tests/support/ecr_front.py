@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from tests.support import serving
 from tests.support.registry import free_port
 
 __all__ = ["EcrFront"]
@@ -53,12 +54,11 @@ class EcrFront:
         self._server.front = self  # type: ignore[attr-defined]
 
     def __enter__(self) -> EcrFront:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        serving.start(self._server)
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        serving.stop(self._server)
         self.backend.close()
 
 

@@ -17,7 +17,6 @@ import io
 import json
 import re
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +25,7 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 
+from tests.support import serving
 from tests.support.images import ACCEPT, digest_of
 from tests.support.registry import free_port
 
@@ -76,12 +76,11 @@ class BackgroundServer:
         self._server = _Server(("127.0.0.1", self.port), handler)
 
     def __enter__(self) -> Any:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        serving.start(self._server)
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        serving.stop(self._server)
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, quote, urlparse
 
 import httpx
 
+from tests.support import serving
 from tests.support.registry import free_port
 
 __all__ = ["DockerHubFront"]
@@ -130,13 +131,12 @@ class DockerHubFront:
 
     def __enter__(self) -> DockerHubFront:
         for server in self._servers:
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            serving.start(server)
         return self
 
     def __exit__(self, *_: object) -> None:
         for server in self._servers:
-            server.shutdown()
-            server.server_close()
+            serving.stop(server)
         self.backend.close()
 
     def reset_counters(self) -> None:

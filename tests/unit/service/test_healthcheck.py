@@ -15,6 +15,7 @@ import pytest
 
 from mirror.entry import main
 from mirror.service.healthcheck import fast_health, read_state, write_state
+from tests.support import serving
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -36,10 +37,9 @@ def daemon():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.status = 200
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serving.start(server)
     yield server
-    server.shutdown()
-    server.server_close()
+    serving.stop(server)
 
 
 def test_the_state_file_says_where_to_ask_and_the_answer_is_the_exit_code(daemon, capsys):
