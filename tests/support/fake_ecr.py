@@ -14,7 +14,7 @@ from moto.ecr.exceptions import ServiceException
 from moto.server import ThreadedMotoServer
 
 from tests.support.moto_alarms import teach_moto_alarms
-from tests.support.moto_dynamodb import teach_moto_atomic_items
+from tests.support.moto_dynamodb import teach_moto_atomic_dynamodb
 from tests.support.registry import LocalRegistry, free_port
 
 __all__ = [
@@ -247,7 +247,7 @@ def moto_server() -> Iterator[str]:
     _teach_moto_ecr_account_settings()
     _teach_moto_s3_expected_owner()
     teach_moto_alarms()
-    teach_moto_atomic_items()
+    teach_moto_atomic_dynamodb()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     try:

@@ -97,3 +97,23 @@ def test_conditional_writes_racing_on_one_item_are_atomic(table, another):
         thread.join()
     assert granted.count(True) == 25
     assert table.get("pace", "race")["used"] == 25
+
+
+def test_processes_starting_together_share_one_table_and_each_record_stays(aws):
+    """Every process makes sure of the table at start and writes its record: none may
+    lose the others' (mirror status lists each). DynamoDB refuses a second CreateTable
+    of one name; moto let racing ones all succeed, each replacing the table and what was
+    written to it, until tests/support/moto_dynamodb.py held it to DynamoDB's rule
+    (without the rule, this test failed 3 runs in 9)."""
+    names = [f"daemon@{i}" for i in range(4)]
+    for table in ("state-a", "state-b", "state-c"):
+
+        def start(name: str, table: str = table) -> None:
+            open_table(table, REGION).put({"pk": "task", "sk": name, "kind": "daemon"})
+
+        threads = [threading.Thread(target=start, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [t["sk"] for t in open_table(table, REGION).query("task")] == names, table
