@@ -1,4 +1,5 @@
-"""moto's DynamoDB with atomic item and table operations, as DynamoDB documents them.
+"""moto's DynamoDB with atomic item operations and table creation, as DynamoDB documents
+them.
 
 - Items: "DynamoDB provides four operations for basic create, read, update, and delete
   (CRUD) functionality. All these operations are atomic." (Amazon DynamoDB Developer
@@ -13,8 +14,8 @@ moto 5.2 evaluates a condition and applies the write in separate steps with no l
 and its server answers requests on threads: two conditional UpdateItems racing on one
 item can both pass their condition, and two CreateTables racing on one name both
 succeed, the second replacing the first table with everything written to it. A fake
-must refuse what the real service refuses, so every item and table operation here runs
-under one lock (tests/unit/coordination/test_table.py races both).
+must refuse what the real service refuses, so every item operation and CreateTable run
+under one lock here (tests/unit/coordination/test_table.py races both).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ _OPERATIONS = (
     "transact_write_items",
     "batch_write_item",
     "create_table",
-    "delete_table",
 )
 _LOCK = threading.RLock()
 
